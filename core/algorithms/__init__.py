@@ -1,0 +1,27 @@
+"""The RL algorithms: pure tensor math per module plus one `update` each."""
+
+from __future__ import annotations
+
+from core.algorithms.base import Algorithm, UpdateResult
+from core.algorithms.ppo import PPO
+from core.algorithms.reinforce import Reinforce
+
+ALGORITHMS: dict[str, type[Algorithm]] = {"ppo": PPO, "reinforce": Reinforce}
+
+
+def make_algorithm(cfg, models, optimizer, scheduler) -> Algorithm:
+    """The configured algorithm bound to a policy and its optimiser."""
+    cls = ALGORITHMS[cfg.algorithm.name]
+    return cls(
+        cfg.algorithm,
+        models.policy,
+        optimizer,
+        scheduler,
+        max_grad_norm=cfg.training.max_grad_norm,
+        temperature=cfg.generation.temperature,
+        device=models.device,
+        dtype=models.dtype,
+    )
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "UpdateResult", "make_algorithm"]

@@ -1,0 +1,37 @@
+"""Template for your own reward: copy this file, rename it, and edit `reward`.
+
+RL Studio imports this file and calls the function named `reward`. Higher
+scores mean "more of this, please". Write it in ONE of two forms:
+
+1. Per-sample (simplest). Name the first parameter `prompt`:
+
+       def reward(prompt: str, completion: str, **columns) -> float:
+           ...
+
+   It is called once per completion and returns one number.
+
+2. Batched (faster for slow scoring, e.g. a model). Name the first
+   parameter `prompts`:
+
+       def reward(prompts: list[str], completions: list[str], **columns) -> list[float]:
+           ...
+
+   It is called once per batch and returns one number per completion, in order.
+
+`columns` holds any extra keys from the prompt set's lines (for example
+"reference"). Name a column as a parameter to receive it, or keep `**columns`
+to accept whatever is there.
+
+Rules for the returned numbers: real numbers (True/False count as 1/0), never
+NaN or infinity. Keep scores on a modest scale (roughly -1..1 or 0..10); the
+weight in the recipe scales them further. If your code raises an error, the
+run stops and shows the line in this file and the sample that failed.
+"""
+
+
+def reward(prompt: str, completion: str, **columns) -> float:
+    # Example: prefer completions that end with a full stop and are not empty.
+    text = completion.strip()
+    if not text:
+        return 0.0
+    return 1.0 if text.endswith(".") else 0.5

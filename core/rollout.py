@@ -1,0 +1,142 @@
+"""Rollouts: batched sampling with the KV cache, then one no-grad pass each through the
+policy and the reference for logprobs, values and entropy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.algorithms.common import entropy_from_logits, logprobs_from_logits
+from core.config import GenerationConfig
+from core.control import Control, GenerationGate, Stopped
+from core.models import LoadedModels, autocast
+
+
+@dataclass
+class Rollout:
+    query_response: torch.Tensor  # [B, T] left-padded prompt then response
+    attention_mask: torch.Tensor  # [B, T]
+    prompt_len: int  # P: responses occupy columns P..T-1
+    mask: torch.Tensor  # [B, R] float, 1 up to and including the end token
+    logprobs: torch.Tensor  # [B, R] policy at sampling time
+    ref_logprobs: torch.Tensor  # [B, R]
+    values: torch.Tensor | None  # [B, R]
+    entropy: torch.Tensor  # [B, R]
+    ended: torch.Tensor  # [B] bool: EOS or a stop string, not cut by max_new_tokens
+    completions: list[str]
+
+    @property
+    def response(self) -> torch.Tensor:
+        return self.query_response[:, self.prompt_len :]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(-1)
+
+
+def response_mask(response: torch.Tensor, end_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 up to and including the first end token, 0 after it; plus whether one was seen."""
+    is_end = torch.isin(response, torch.tensor(end_ids, device=response.device))
+    ends_before = torch.cumsum(is_end.long(), dim=1) - is_end.long()  # ends strictly before t
+    return (ends_before == 0).float(), is_end.any(dim=1)
+
+
+def _end_ids(tokenizer, model) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids] if ids is not None else []
+    ids += [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    return sorted({i for i in ids if i is not None})
+
+
+@torch.no_grad()
+def generate_rollout(
+    models: LoadedModels,
+    prompts: list[str],
+    gen: GenerationConfig,
+    max_prompt_tokens: int,
+    control: Control | None = None,
+    chunk_size: int | None = None,
+) -> Rollout:
+    """Sample one completion per prompt and score it under the policy and the reference."""
+    policy, tokenizer, device = models.policy, models.tokenizer, models.device
+    lm = policy.lm
+    enc = tokenizer(
+        prompts,
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+        max_length=max_prompt_tokens,
+        add_special_tokens=False,
+    ).to(device)
+    from transformers import GenerationConfig as HFGenerationConfig
+    from transformers import StoppingCriteriaList
+
+    hf_gen = HFGenerationConfig(
+        do_sample=True,
+        temperature=gen.temperature,
+        top_k=gen.top_k or None,
+        top_p=gen.top_p,
+        max_new_tokens=gen.max_new_tokens,
+        use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=_end_ids(tokenizer, lm),
+        stop_strings=list(gen.stop) or None,
+    )
+    criteria = StoppingCriteriaList([GenerationGate(control)] if control else [])
+    was_training = lm.training
+    lm.eval()  # no dropout while sampling or scoring
+    try:
+        with autocast(device, models.dtype):
+            out = lm.generate(
+                **enc,
+                generation_config=hf_gen,
+                stopping_criteria=criteria,
+                tokenizer=tokenizer if gen.stop else None,
+            )
+        if control is not None and control.stopped:
+            raise Stopped
+        prompt_len = enc["input_ids"].shape[1]
+        response = out[:, prompt_len:]
+        mask, ended = response_mask(response, _end_ids(tokenizer, lm))
+        attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
+        logprobs, ref_logprobs, values, entropy = _score(
+            models, out, attention, prompt_len, gen.temperature, chunk_size or len(prompts)
+        )
+    finally:
+        lm.train(was_training)
+    completions = [
+        tokenizer.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(response, mask)
+    ]
+    return Rollout(
+        out,
+        attention,
+        prompt_len,
+        mask,
+        logprobs,
+        ref_logprobs,
+        values,
+        entropy,
+        ended,
+        completions,
+    )
+
+
+def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_size):
+    """Policy and reference logprobs of the sampled tokens, in chunks to bound memory."""
+    parts: dict[str, list] = {"lp": [], "ref": [], "v": [], "ent": []}
+    for start in range(0, ids.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        tokens = ids[rows, prompt_len:]
+        with autocast(models.device, models.dtype):
+            out = models.policy.response_outputs(ids[rows], attention[rows], prompt_len)
+            ref_logits = models.reference.response_logits(ids[rows], attention[rows], prompt_len)
+        logits = out.logits.float() / temperature
+        parts["lp"].append(logprobs_from_logits(logits, tokens))
+        parts["ent"].append(entropy_from_logits(logits))
+        parts["ref"].append(logprobs_from_logits(ref_logits.float() / temperature, tokens))
+        if out.values is not None:
+            parts["v"].append(out.values.float())
+        del out, ref_logits, logits
+    values = torch.cat(parts["v"]) if parts["v"] else None
+    return torch.cat(parts["lp"]), torch.cat(parts["ref"]), values, torch.cat(parts["ent"])

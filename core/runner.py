@@ -1,0 +1,168 @@
+"""A run from start to finish: the loop's events written to the store.
+
+The CLI calls these functions; the studio's worker thread calls the same ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from core.config import RunConfig, from_dict, to_dict, validate
+from core.control import Control
+from core.data import load_prompts
+from core.events import Checkpoint, Event, Log, Metrics, Samples, Status, as_record
+from core.models import TINY_RANDOM, resolve_source
+from core.paths import data_dir
+from core.rewards import build_reward
+from core.store import RunRecorder, RunStatus, Store
+from core.train import train
+
+EventCallback = Callable[[Event], None]
+
+
+def checkpoint_root(store: Store, run_id: int) -> Path:
+    """Checkpoints live beside a SQLite file, or in the data dir for a server database."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        db = Path(url.database)
+        return db.parent / f"{db.stem}-checkpoints" / f"run-{run_id}"
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{url.host or 'local'}-{url.database or 'db'}")
+    return data_dir() / "checkpoints" / tag / f"run-{run_id}"
+
+
+def preflight(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> RunConfig:
+    """Check what a user can get wrong before a run row exists: settings, prompts,
+    reward code and the model's path. Raises ConfigError / DataError / ModelError /
+    RewardConfigError with one clear message."""
+    cfg = validate(cfg)
+    load_prompts(cfg.data, cfg.base_dir)
+    build_reward(cfg.reward.components, tokenizer=_TokenCounter(), base_dir=cfg.base_dir or None)
+    if cfg.model.name != TINY_RANDOM:
+        resolve_source(cfg.model.name, progress)
+    return cfg
+
+
+class _TokenCounter:
+    """Stands in for the tokenizer when only the reward's settings are being checked."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[str]:
+        return text.split()
+
+
+def default_run_name(cfg: RunConfig, recipe: str | None) -> str:
+    if cfg.logging.run_name:
+        return cfg.logging.run_name
+    stem = Path(recipe).stem if recipe else cfg.algorithm.name
+    return f"{stem} {datetime.now():%Y-%m-%d %H:%M}"
+
+
+def start_run(
+    cfg: RunConfig,
+    store: Store,
+    *,
+    name: str,
+    control: Control | None = None,
+    on_event: EventCallback | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Create the run row and train to the end (or a stop). Returns the run id."""
+    run_id = store.create_run(
+        name=name,
+        config=dict(to_dict(cfg), base_dir=cfg.base_dir),
+        algorithm=cfg.algorithm.name,
+        model=cfg.model.name,
+        seed=cfg.training.seed,
+        total_steps=cfg.training.steps,
+    )
+    _drive(cfg, store, run_id, control, on_event, None, progress)
+    return run_id
+
+
+def run_config(store: Store, run_id: int) -> RunConfig:
+    data = dict(store.run_config(run_id))
+    base_dir = data.pop("base_dir", "")
+    return dataclasses.replace(from_dict(RunConfig, data), base_dir=base_dir)
+
+
+def resume_run(
+    store: Store,
+    run_id: int,
+    *,
+    steps: int | None = None,
+    control: Control | None = None,
+    on_event: EventCallback | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Carry a run on from its newest checkpoint on disk (or from the start if none)."""
+    cfg = run_config(store, run_id)
+    if steps is not None:
+        cfg = validate(
+            dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
+        )
+        store.set_total_steps(run_id, steps)
+    resume_from, from_step = None, 0
+    for ckpt in reversed(store.checkpoints(run_id)):
+        if Path(ckpt.path).is_dir():
+            resume_from, from_step = Path(ckpt.path), ckpt.step
+            break
+    store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
+    _drive(cfg, store, run_id, control, on_event, resume_from, progress)
+    return run_id
+
+
+def _drive(
+    cfg: RunConfig,
+    store: Store,
+    run_id: int,
+    control: Control | None,
+    on_event: EventCallback | None,
+    resume_from: Path | None,
+    progress: Callable[[str], None] | None,
+) -> None:
+    store.claim_run(run_id)
+    final = RunStatus.FAILED
+    with RunRecorder(store, run_id) as recorder:
+        try:
+            for event in train(
+                cfg,
+                control,
+                checkpoint_dir=checkpoint_root(store, run_id),
+                resume_from=resume_from,
+                progress=progress,
+            ):
+                _record(store, recorder, run_id, event)
+                if isinstance(event, Status) and event.state in ("completed", "stopped"):
+                    final = RunStatus(event.state)
+                if on_event is not None:
+                    on_event(event)
+        except KeyboardInterrupt:
+            recorder.flush()
+            store.set_status(run_id, RunStatus.STOPPED, error="interrupted (Ctrl+C)")
+            raise
+        except BaseException as exc:
+            recorder.flush()
+            store.set_status(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise
+        recorder.flush()
+    store.set_status(run_id, final)
+
+
+def _record(store: Store, recorder: RunRecorder, run_id: int, event: Event) -> None:
+    if isinstance(event, Metrics):
+        recorder.metrics(event.step, event.wall_time, event.values)
+    elif isinstance(event, Samples):
+        recorder.samples([as_record(s, event.step, i) for i, s in enumerate(event.rows)])
+    elif isinstance(event, Checkpoint):
+        recorder.flush()  # the rows up to this step are safe before the checkpoint is listed
+        store.add_checkpoint(run_id, event.step, event.path)
+    elif isinstance(event, Log):
+        recorder.log(event.level, event.message)
+    elif isinstance(event, Status) and event.state in ("running", "paused"):
+        recorder.flush()
+        store.set_status(run_id, RunStatus(event.state))
