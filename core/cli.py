@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -76,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlstudio: stopped (Ctrl+C); `rlstudio resume` carries the run on", file=sys.stderr)
         return 130
+    except Exception as exc:  # a crash: the run is already marked failed with this message
+        traceback.print_exc()
+        print(f"rlstudio: run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    """KeyError's str() quotes its message, so read the message itself."""
+    text = getattr(exc, "message", None) or (exc.args[0] if exc.args else str(exc))
     return " ".join(text.split())
 
 
@@ -102,29 +108,18 @@ def _store(args):
 
 
 def _train(args) -> int:
-    from core.config import ConfigError, load_config, parse_override, with_overrides
+    from core.config import load_config, parse_override, with_overrides
     from core.runner import default_run_name, preflight, start_run
 
     cfg = load_config(args.recipe)
     overrides = dict(parse_override(s) for s in args.set)
     if args.steps is not None:
         overrides["training.steps"] = args.steps
-    if args.model:
-        overrides["model.name"] = args.model
+    if args.model:  # a path typed on the command line is relative to the shell's folder
+        typed = Path(args.model).expanduser()
+        overrides["model.name"] = str(typed.resolve()) if typed.exists() else args.model
     if overrides:
         cfg = with_overrides(cfg, overrides)
-    if cfg.model.name.startswith((".", "~")) or ("/" in cfg.model.name and args.model):
-        # a path typed on the command line is relative to the shell, not the recipe
-        cfg = with_overrides(
-            cfg,
-            {
-                "model.name": str(Path(cfg.model.name).expanduser().resolve())
-                if Path(cfg.model.name).expanduser().exists()
-                else cfg.model.name
-            },
-        )
-    if not cfg.reward.components:
-        raise ConfigError("reward.components: at least one reward is needed")
     cfg = preflight(cfg, progress=_say)
     store = _store(args)
     from core.progress import ConsoleProgress

@@ -271,11 +271,17 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+    base_dir = path.resolve().parent
     try:
         cfg = from_dict(RunConfig, data)
+        model = Path(cfg.model.name).expanduser()
+        if not model.is_absolute() and (base_dir / model).exists():  # relative to the recipe
+            cfg = dataclasses.replace(
+                cfg, model=dataclasses.replace(cfg.model, name=str(base_dir / model))
+            )
+        return validate(dataclasses.replace(cfg, base_dir=str(base_dir)))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return validate(dataclasses.replace(cfg, base_dir=str(path.resolve().parent)))
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from core.config import ConfigError
 from core.data import DataError
 from core.models import ModelError
-from core.rewards import RewardConfigError
+from core.rewards import RewardConfigError, RewardError
 from core.store import RunNotFound
 
 
@@ -19,6 +19,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     DataError,
     ModelError,
     RewardConfigError,
+    RewardError,
     RunNotFound,
     ExportError,
 )

@@ -19,9 +19,12 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Converted models: safe to delete, rebuilt on demand."""
-    root = os.environ.get("RLSTUDIO_HOME")
-    path = Path(root) / "cache" if root else Path(platformdirs.user_cache_dir(APP))
+    """Converted models: safe to delete, rebuilt on demand. RLSTUDIO_CACHE overrides."""
+    explicit, root = os.environ.get("RLSTUDIO_CACHE"), os.environ.get("RLSTUDIO_HOME")
+    if explicit:
+        path = Path(explicit)
+    else:
+        path = Path(root) / "cache" if root else Path(platformdirs.user_cache_dir(APP))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

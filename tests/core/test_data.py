@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.config import DataConfig
+from core.data import DataError, PromptSampler, bundled_prompt_sets, format_prompt, load_prompts
+
+
+def test_three_bundled_prompt_sets_of_real_prompts():
+    sets = bundled_prompt_sets()
+    assert {"story_openings", "questions", "instructions"} <= set(sets)
+    for name in ("story_openings", "questions", "instructions"):
+        ps = load_prompts(DataConfig(prompts=name))
+        assert len(ps) >= 40
+        assert len(set(ps.prompts)) == len(ps)
+    questions = load_prompts(DataConfig(prompts="questions"))
+    assert all(questions.columns["reference"])  # the reference answers travel as a column
+
+
+def test_user_files_jsonl_csv_txt(tmp_path):
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"prompt": "Hi", "label": 1}) + "\n\n" + json.dumps({"prompt": "Yo", "label": 2})
+    )
+    (tmp_path / "b.csv").write_text("question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n")
+    (tmp_path / "c.txt").write_text("first line\n\nsecond line\n")
+    a = load_prompts(DataConfig(prompts="a.jsonl"), base_dir=tmp_path)
+    assert a.prompts == ("Hi", "Yo") and a.columns["label"] == (1, 2)
+    b = load_prompts(DataConfig(prompts=str(tmp_path / "b.csv"), prompt_column="question"))
+    assert b.prompts[1] == "Capital of France?" and b.columns["answer"] == ("4", "Paris")
+    c = load_prompts(DataConfig(prompts=str(tmp_path / "c.txt")))
+    assert c.prompts == ("first line", "second line")
+
+
+def test_bad_prompt_files_say_what_and_where(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        load_prompts(DataConfig(prompts=str(empty)))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "ok"}\n{"prompt": oops}\n')
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
+        load_prompts(DataConfig(prompts=str(broken)))
+    wrong_col = tmp_path / "col.jsonl"
+    wrong_col.write_text('{"text": "hello"}\n')
+    with pytest.raises(DataError, match="no text in column 'prompt' \\(columns: text\\)"):
+        load_prompts(DataConfig(prompts=str(wrong_col)))
+    with pytest.raises(DataError, match="prompt set not found: nowhere.jsonl"):
+        load_prompts(DataConfig(prompts="nowhere.jsonl"))
+    odd = tmp_path / "x.parquet"
+    odd.write_text("x")
+    with pytest.raises(DataError, match="unsupported prompt file type .parquet"):
+        load_prompts(DataConfig(prompts=str(odd)))
+
+
+def test_sampler_is_seeded_covers_every_prompt_per_pass_and_resumes_anywhere():
+    sampler = PromptSampler(size=10, batch_size=4, seed=3, shuffle=True)
+    first_pass = sampler.indices(1) + sampler.indices(2) + sampler.indices(3)[:2]
+    assert sorted(first_pass) == list(range(10))
+    again = PromptSampler(size=10, batch_size=4, seed=3, shuffle=True)
+    assert again.indices(7) == sampler.indices(7)  # no loader state needed to resume
+    assert PromptSampler(10, 4, seed=4, shuffle=True).indices(1) != sampler.indices(1)
+    assert PromptSampler(3, 4, 0, shuffle=False).indices(1) == [0, 1, 2, 0]
+
+
+class _ChatTokenizer:
+    chat_template = "{{ messages }}"
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        return f"<user>{messages[0]['content']}</user><assistant>"
+
+
+def test_chat_template_applies_for_instruct_models_only_when_wanted():
+    tok = _ChatTokenizer()
+    assert format_prompt(tok, "hi", "auto") == "<user>hi</user><assistant>"
+    assert format_prompt(tok, "hi", "off") == "hi"
+
+    class Plain:
+        chat_template = None
+
+    assert format_prompt(Plain(), "hi", "auto") == "hi"
+    with pytest.raises(DataError, match="no chat template"):
+        format_prompt(Plain(), "hi", "on")
