@@ -1,0 +1,171 @@
+"""`rlstudio` as a user runs it: real processes, a real SQLite file, real exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from core.store import RunStatus, Store
+from tests.core.helpers import TINY_RECIPE
+
+
+def rlstudio(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.fixture
+def db(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+def test_train_list_export_end_to_end(db, tmp_path):
+    done = rlstudio("--db", db, "train", str(TINY_RECIPE), "--steps", "3", "--name", "e2e")
+    assert done.returncode == 0, done.stderr
+    assert "run 1 completed: 3 steps" in done.stdout
+    listed = rlstudio("--db", db, "runs", "--json")
+    runs = json.loads(listed.stdout)
+    assert [(r["name"], r["status"], r["last_step"]) for r in runs] == [("e2e", "completed", 3)]
+    with Store(db) as store:
+        assert sorted(store.metrics(1)["reward/mean"].steps.tolist()) == [1, 2, 3]
+        assert store.samples(1, limit=100)[0].prompt == "Once upon a time"
+        assert store.run_config(1)["algorithm"]["name"] == "ppo"
+    out = tmp_path / "exported"
+    exported = rlstudio("--db", db, "export", "1", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = model.generate(
+        **tok("Once upon a time", return_tensors="pt"),
+        max_new_tokens=4,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+    )
+    assert ids.shape[1] > len(tok("Once upon a time")["input_ids"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "/no/such/model"], "model path not found: /no/such/model"),
+        (["--model", "README.md"], "README.md is not a model"),
+        (
+            ["--set", "training.learning_rate=5"],
+            "training.learning_rate = 5.0: must be at most 1.0",
+        ),
+        (["--set", "data.prompts=EMPTY"], "the prompt set is empty"),
+        (["--set", "training.stepz=3"], "unknown setting 'training.stepz'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(db, tmp_path, capsys, args, message):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    args = [a.replace("EMPTY", str(empty)) for a in args]
+    if "README.md" in args:
+        args[args.index("README.md")] = str(Path(__file__).parents[2] / "README.md")
+    assert main(["--db", db, "train", str(TINY_RECIPE), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    with Store(db) as store:
+        assert store.runs() == []  # nothing half-started
+
+
+def test_bad_toml_and_unknown_runs_exit_2(db, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training]\nsteps = = 3\n")
+    assert main(["--db", db, "train", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["--db", db, "resume", "42"]) == 2
+    assert "no run with id 42" in capsys.readouterr().err
+    assert main(["--db", db, "export", "42", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_broken_reward_marks_the_run_failed_with_its_message(db, tmp_path, capsys):
+    reward = tmp_path / "bad_reward.py"
+    reward.write_text("def reward(prompt, completion, **kw):\n    return 1 / 0\n")
+    code = main(
+        [
+            "--db",
+            db,
+            "train",
+            str(TINY_RECIPE),
+            "--steps",
+            "2",
+            "--set",
+            f'reward.components=[{{kind="python", params={{path="{reward}"}}}}]',
+        ]
+    )
+    assert code == 2
+    assert "line 2: ZeroDivisionError" in capsys.readouterr().err
+    with Store(db) as store:
+        run = store.runs()[0]
+        assert run.status == RunStatus.FAILED
+        assert "line 2: ZeroDivisionError" in run.error
+
+
+def test_sigkill_mid_run_leaves_a_sound_database_and_resume_carries_on(db, tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "--db",
+            db,
+            "train",
+            str(TINY_RECIPE),
+            "--steps",
+            "500",
+            "--set",
+            "training.checkpoint_every=3",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    store = Store(db)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = store.runs()
+        if runs and store.checkpoints(runs[0].id) and runs[0].last_step >= 4:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.2)
+    else:
+        pytest.fail("the run never reached a checkpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    store.close()
+
+    db_file = tmp_path / "runs.db"
+    with sqlite3.connect(db_file) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with Store(db) as store:  # the next start notices the dead run
+        run = store.runs()[0]
+        assert run.status == RunStatus.INTERRUPTED
+        ckpt = store.last_checkpoint(run.id).step
+    target = ckpt + 3
+    resumed = rlstudio("--db", db, "resume", str(run.id), "--steps", str(target))
+    assert resumed.returncode == 0, resumed.stderr
+    with Store(db) as store:
+        after = store.run(run.id)
+        steps = store.metrics(run.id)["reward/mean"].steps.tolist()
+        logs = [entry.message for entry in store.logs(run.id)]
+    assert after.status == RunStatus.COMPLETED and after.last_step == target
+    assert steps == list(range(1, target + 1))  # no gap, no duplicate
+    assert any(f"at step {ckpt}" in line for line in logs)
