@@ -49,15 +49,19 @@ def save_checkpoint(
     final = root / f"step_{step}"
     tmp = root / f".step_{step}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    policy.lm.save_pretrained(tmp / "model")
-    tokenizer.save_pretrained(tmp / "model")
-    state = dict(
-        trainer_state,
-        step=step,
-        rng=rng_state(),
-        v_head=policy.v_head.state_dict() if policy.v_head is not None else None,
-    )
-    torch.save(state, tmp / STATE_FILE)
+    try:
+        policy.lm.save_pretrained(tmp / "model")
+        tokenizer.save_pretrained(tmp / "model")
+        state = dict(
+            trainer_state,
+            step=step,
+            rng=rng_state(),
+            v_head=policy.v_head.state_dict() if policy.v_head is not None else None,
+        )
+        torch.save(state, tmp / STATE_FILE)
+    except BaseException:  # a full disk, say: drop the partial copy, keep the older ones
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in list_checkpoints(root)[:-keep]:

@@ -119,3 +119,41 @@ def test_stop_in_the_middle_of_generation_is_prompt(tmp_path):
     events = list(train(cfg, control, checkpoint_dir=tmp_path))
     assert events[-1] == Status("stopped", "Stopped by the user", 0, 5)
     assert not _metrics(events)  # the half-generated step is dropped, not half-recorded
+
+
+def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from core.checkpoint import export_model
+
+    cfg = tiny_config({"model.lora_r": 4, "training.steps": 2, "training.checkpoint_every": 1})
+    events = list(train(cfg, checkpoint_dir=tmp_path / "ck"))
+    ckpt = [e for e in events if isinstance(e, Checkpoint)][-1]
+    assert (tmp_path / "ck" / "step_2" / "model" / "adapter_config.json").is_file()
+    more = tiny_config({"model.lora_r": 4, "training.steps": 3})
+    resumed = _metrics(train(more, checkpoint_dir=tmp_path / "ck", resume_from=ckpt.path))
+    assert [m.step for m in resumed] == [3]
+    out = export_model(tmp_path / "ck" / "step_2", tmp_path / "merged", "tiny-random", seed=0)
+    model = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, adapter merged
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import core.checkpoint
+
+    cfg = tiny_config({"training.steps": 4, "training.checkpoint_every": 2})
+    real_save, calls = core.checkpoint.torch.save, []
+
+    def save_then_fill_the_disk(obj, path):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(core.checkpoint.torch, "save", save_then_fill_the_disk)
+    with pytest.raises(OSError, match="No space left"):
+        list(train(cfg, checkpoint_dir=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]  # no half-written step_4
+    assert (tmp_path / "step_2" / "trainer_state.pt").is_file()
