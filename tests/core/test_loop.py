@@ -157,3 +157,24 @@ def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, mo
         list(train(cfg, checkpoint_dir=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]  # no half-written step_4
     assert (tmp_path / "step_2" / "trainer_state.pt").is_file()
+
+
+def test_a_nan_reward_stops_with_a_clear_error_and_keeps_the_last_good_step(tmp_path):
+    from core.rewards import RewardError
+
+    reward = tmp_path / "flaky.py"
+    reward.write_text(
+        "calls = 0\n"
+        "def reward(prompts, completions, **columns):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    return [float('nan') if calls == 3 else 0.5 for _ in completions]\n"
+    )
+    cfg = tiny_config({"training.steps": 5, "training.checkpoint_every": 0,
+                       "reward.components": [{"kind": "python", "params": {"path": str(reward)}}]})
+    seen = []
+    with pytest.raises(RewardError, match="nan for sample 0"):
+        for event in train(cfg, checkpoint_dir=tmp_path / "ck"):
+            seen.append(event)
+    assert [m.step for m in _metrics(seen)] == [1, 2]
+    assert [e.step for e in seen if isinstance(e, Checkpoint)] == [2]  # resume from here

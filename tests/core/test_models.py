@@ -144,3 +144,18 @@ def test_pause_holds_generation_until_resumed():
     control.resume()
     t.join(5)
     assert done and done[0].tolist() == [False]
+
+
+def test_stop_strings_end_a_completion_and_its_mask(tiny):
+    gen = GenerationConfig(max_new_tokens=12)
+    torch.manual_seed(5)
+    free = generate_rollout(tiny, ["Once upon a time"], gen, 64)
+    tokens = [tiny.tokenizer.decode([t]) for t in free.response[0].tolist()]
+    stop = tokens[3].strip() or tokens[3]
+    assert stop and stop not in "".join(tokens[:3])
+    torch.manual_seed(5)  # the same samples, now cut at the stop string
+    cut = generate_rollout(tiny, ["Once upon a time"], GenerationConfig(max_new_tokens=12,
+                                                                        stop=(stop,)), 64)
+    assert bool(cut.ended[0]) and not bool(free.ended[0])
+    assert int(cut.mask.sum()) == 4
+    assert cut.completions[0].endswith(stop)
