@@ -1,17 +1,17 @@
 """The run store: runs and what they record, in SQLite by default or any SQLAlchemy database."""
 
-from core.store.store import (
+from core.store.engine import default_db_url
+from core.store.recorder import RunRecorder
+from core.store.records import (
     CheckpointInfo,
     LogEntry,
     MetricSeries,
     RunInfo,
     RunNotFound,
-    RunRecorder,
     RunStatus,
     SampleRow,
-    Store,
-    default_db_url,
 )
+from core.store.store import Store
 
 __all__ = [
     "CheckpointInfo",

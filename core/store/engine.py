@@ -1,0 +1,77 @@
+"""Opening the database: engine creation, SQLite tuning, and the Alembic upgrade to head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+
+from core.paths import data_dir
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_READ_OPTION = "rlstudio_read_only"
+
+
+def default_db_url() -> str:
+    """SQLite file in the user's data folder (created if missing)."""
+    folder = data_dir()
+    return f"sqlite:///{(folder / 'rlstudio.db').as_posix()}"
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for `url`; a SQLite file's folder is created and its connections tuned."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """The same engine, its transactions marked read-only (plain BEGIN on SQLite)."""
+    return engine.execution_options(**{_READ_OPTION: True})
+
+
+def shown_url(url: str) -> str:
+    """`url` with any password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrates the database to the newest schema, in one transaction of `engine`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL so readers never wait for the trainer; BEGIN IMMEDIATE so writers queue, not deadlock.
+
+    pysqlite's own transaction handling is switched off (isolation_level None) and every
+    transaction begins here instead: plain BEGIN for read-only sessions, BEGIN IMMEDIATE
+    for everything else.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,175 @@
+"""What the store hands back and how values are encoded on the way in and out.
+
+Run statuses, the `RunNotFound` error, the frozen dataclasses the queries return, and the
+helpers that keep NaN and ±inf intact (metrics) or turn them into JSON null (everything else).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+
+class RunStatus(str, Enum):
+    """Where a run stands. Stored as its string value."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        """The bare value, so f-strings print 'running' on every Python version."""
+        return self.value
+
+
+FINISHED = {RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED}
+LIVE = (RunStatus.RUNNING.value, RunStatus.PAUSED.value)
+
+
+class RunNotFound(KeyError):
+    """Asked for a run id the database does not hold."""
+
+    def __init__(self, run_id: int, url: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+        self.message = f"no run with id {run_id} in {url}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as the run list shows it."""
+
+    id: int
+    name: str
+    status: RunStatus
+    algorithm: str
+    model: str
+    seed: int
+    total_steps: int
+    last_step: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    last_reward: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class MetricSeries:
+    """One metric's points, ordered by step; values keep NaN and ±inf."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    wall_times: np.ndarray
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One recorded completion; the per-token lists are None when not recorded."""
+
+    step: int
+    idx: int
+    prompt: str
+    completion: str
+    reward: float | None
+    components: dict[str, float | None]
+    tokens: list[Any] | None
+    logprobs: list[float | None] | None
+    kl: list[float | None] | None
+    advantages: list[float | None] | None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A saved state a run can resume from."""
+
+    step: int
+    path: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a run's log."""
+
+    time: datetime
+    level: str
+    message: str
+
+
+MetricRow = tuple[int, float, Mapping[str, float | None]]
+LogRow = tuple[datetime, str, str]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data with non-finite floats as null (json would write invalid NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return jsonable(value.tolist())
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(jsonable(value), allow_nan=False)
+
+
+def dumps_optional(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def loads_optional(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def encode_metric(value: Any) -> tuple[float | None, str | None]:
+    """(value, special): non-finite numbers go to `special` so they survive SQLite."""
+    if value is None:
+        return None, None
+    number = float(value)
+    if math.isnan(number):
+        return None, "nan"
+    if math.isinf(number):
+        return None, "inf" if number > 0 else "-inf"
+    return number, None
+
+
+def decode_metric(value: float | None, special: str | None) -> float:
+    if special is not None:
+        return float(special)
+    return math.nan if value is None else float(value)
