@@ -7,6 +7,7 @@ A config is never mutated; `replace_path` returns a new one.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
+
+ALGORITHM_NAMES = ("ppo", "a2c", "reinforce", "rloo", "grpo", "ilql")
 
 
 class ConfigError(ValueError):
@@ -79,9 +81,12 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    name: str = setting("ppo", "RL algorithm", choices=("ppo", "reinforce"))
-    epochs: int = setting(2, "Passes over each batch of rollouts (PPO)", min=1, max=64)
-    minibatches: int = setting(2, "Minibatches per pass (PPO)", min=1, max=1024)
+    name: str = setting("ppo", "RL algorithm", choices=ALGORITHM_NAMES)
+    group_size: int = setting(
+        1, "Completions sampled per prompt (RLOO and GRPO need 2 or more)", min=1, max=1024
+    )
+    epochs: int = setting(2, "Passes over each batch of rollouts (PPO, GRPO)", min=1, max=64)
+    minibatches: int = setting(2, "Minibatches per pass", min=1, max=1024)
     clip_range: float = setting(0.2, "PPO ratio clip epsilon", min=0.0, max=10.0)
     clip_range_value: float = setting(0.2, "PPO value clip epsilon", min=0.0, max=100.0)
     vf_coef: float = setting(0.1, "Weight of the value loss", min=0.0, max=100.0)
@@ -102,6 +107,46 @@ class AlgorithmConfig:
     )
     baseline_decay: float = setting(
         0.9, "Moving-average baseline decay (REINFORCE)", min=0.0, max=0.9999
+    )
+    scale_by_std: bool = setting(True, "GRPO: divide group advantages by the group's std")
+    loss_normalization: str = setting(
+        "sequence",
+        "GRPO: average the loss per sequence or per token",
+        choices=("sequence", "token"),
+    )
+    kl_in: str = setting(
+        "reward",
+        "RLOO / GRPO: KL as a per-token reward penalty or as a loss term (k3)",
+        choices=("reward", "loss"),
+    )
+
+
+@dataclass(frozen=True)
+class IlqlConfig:
+    mode: str = setting(
+        "online",
+        "Learn from a rated data set (offline) or from the policy's rollouts (online)",
+        choices=("offline", "online"),
+    )
+    dataset: str = setting("", "Offline: .jsonl with prompt, completion and reward per line")
+    tau: float = setting(0.7, "Expectile of the V loss", min=0.5, max=0.999)
+    gamma: float = setting(0.99, "Discount between tokens", min=0.0, max=1.0)
+    cql_scale: float = setting(0.1, "Weight of the conservative (CQL) term", min=0.0, max=100.0)
+    awac_scale: float = setting(1.0, "Weight of the advantage-weighted LM loss", min=0.0, max=100.0)
+    beta: float = setting(1.0, "Decoding: logits + beta * (Q - V)", min=0.0, max=100.0)
+    polyak: float = setting(0.05, "Target Q update rate (Polyak averaging)", min=0.0, max=1.0)
+    two_qs: bool = setting(True, "Two Q heads, taking the minimum (less over-estimation)")
+    replay_size: int = setting(
+        512, "Online: completions kept in the replay buffer", min=1, max=10**7
+    )
+    updates_per_step: int = setting(2, "Online: gradient steps per rollout batch", min=1, max=1000)
+    exploration: str = setting(
+        "boltzmann",
+        "Online: sample adjusted logits (boltzmann) or mix in uniform tokens",
+        choices=("boltzmann", "epsilon"),
+    )
+    epsilon: float = setting(
+        0.05, "Online epsilon-greedy: chance of a uniform token", min=0.0, max=1.0
     )
 
 
@@ -151,6 +196,7 @@ class RunConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    ilql: IlqlConfig = field(default_factory=IlqlConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     base_dir: str = field(
@@ -250,11 +296,19 @@ def validate(cfg: RunConfig) -> RunConfig:
     checked = from_dict(RunConfig, to_dict(cfg))
     checked = dataclasses.replace(checked, base_dir=cfg.base_dir)
     t, a = checked.training, checked.algorithm
-    if a.name == "ppo" and a.minibatches > t.batch_size:
+    rows = t.batch_size * a.group_size
+    if a.minibatches > rows:
         raise ConfigError(
-            f"algorithm.minibatches = {a.minibatches}: must be at most "
-            f"training.batch_size ({t.batch_size})"
+            f"algorithm.minibatches = {a.minibatches}: must be at most the completions per "
+            f"step, training.batch_size x algorithm.group_size ({rows})"
         )
+    if a.name in ("rloo", "grpo") and a.group_size < 2:
+        raise ConfigError(
+            f"algorithm.group_size = {a.group_size}: {a.name} compares completions of the "
+            "same prompt, so it needs at least 2"
+        )
+    if a.name == "ilql" and checked.ilql.mode == "offline" and not checked.ilql.dataset:
+        raise ConfigError("ilql.dataset: offline ILQL needs a rated .jsonl data set")
     if not checked.reward.components:
         raise ConfigError("reward.components: at least one reward is needed")
     return checked

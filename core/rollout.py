@@ -42,6 +42,30 @@ def response_mask(response: torch.Tensor, end_ids: list[int]) -> tuple[torch.Ten
     return (ends_before == 0).float(), is_end.any(dim=1)
 
 
+def _cut_at_stop_strings(response, mask, ended, tokenizer, stops):
+    """End each completion at the token that completes its first stop string.
+
+    generate() stops a row there but, when that row finishes last, no end token
+    follows it, so the mask is cut here from the text itself.
+    """
+    mask, ended = mask.clone(), ended.clone()
+    for row in range(response.shape[0]):
+        ids = response[row][mask[row].bool()].tolist()
+        pieces = [tokenizer.decode([t]) for t in ids]
+        text = "".join(pieces)
+        hits = [text.find(s) + len(s) for s in stops if s and s in text]
+        if not hits:
+            continue
+        end_char, length = min(hits), 0
+        for j, piece in enumerate(pieces):
+            length += len(piece)
+            if length >= end_char:
+                mask[row, j + 1 :] = 0
+                ended[row] = True
+                break
+    return mask, ended
+
+
 def _end_ids(tokenizer, model) -> list[int]:
     ids = model.generation_config.eos_token_id
     ids = list(ids) if isinstance(ids, (list, tuple)) else [ids] if ids is not None else []
@@ -99,6 +123,8 @@ def generate_rollout(
         prompt_len = enc["input_ids"].shape[1]
         response = out[:, prompt_len:]
         mask, ended = response_mask(response, _end_ids(tokenizer, lm))
+        if gen.stop:
+            mask, ended = _cut_at_stop_strings(response, mask, ended, tokenizer, gen.stop)
         attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
         logprobs, ref_logprobs, values, entropy = _score(
             models, out, attention, prompt_len, gen.temperature, chunk_size or len(prompts)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.algorithms import make_algorithm
+from core.algorithms import ALGORITHMS, make_algorithm
 from core.algorithms.common import masked_mean
 from core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, set_rng_state
 from core.config import RunConfig, validate
@@ -88,7 +88,10 @@ def train(
     seed_everything(t_cfg.seed)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
     models = load_models(
-        cfg.model, value_head=cfg.algorithm.name == "ppo", seed=t_cfg.seed, progress=progress
+        cfg.model,
+        value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
+        seed=t_cfg.seed,
+        progress=progress,
     )
     reward = build_reward(
         cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
@@ -192,7 +195,8 @@ def _one_step(
     started: float,
     control: Control,
 ) -> Iterator[Event]:
-    idx = sampler.indices(step)
+    # Each prompt k times in a row: groups stay contiguous for RLOO / GRPO.
+    idx = [i for i in sampler.indices(step) for _ in range(cfg.algorithm.group_size)]
     prompts, columns = prompt_set.batch(idx)
     t0 = time.perf_counter()
     rollout = generate_rollout(

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from core.algorithms.a2c import A2C
 from core.algorithms.base import Algorithm, UpdateResult
+from core.algorithms.grpo import GRPO
 from core.algorithms.ppo import PPO
 from core.algorithms.reinforce import Reinforce
+from core.algorithms.rloo import RLOO
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"ppo": PPO, "reinforce": Reinforce}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "reinforce": Reinforce,
+    "rloo": RLOO,
+    "grpo": GRPO,
+}
 
 
 def make_algorithm(cfg, models, optimizer, scheduler) -> Algorithm:

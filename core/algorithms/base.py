@@ -12,8 +12,11 @@ from core.algorithms.common import (
     FixedKLController,
     RunningMoments,
     clip_scores,
+    kl_k1,
+    logprobs_from_logits,
 )
 from core.config import AlgorithmConfig
+from core.models import autocast
 
 
 @dataclass
@@ -81,6 +84,47 @@ class Algorithm:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    def policy_logprobs(self, rollout, rows) -> torch.Tensor:
+        """Current logprobs of the sampled tokens for some rows (with gradients)."""
+        with autocast(self.device, self.dtype):
+            out = self.policy.response_outputs(
+                rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
+            )
+        return logprobs_from_logits(out.logits.float() / self.temperature, rollout.response[rows])
+
+    def accumulated_step(self, rollout, minibatch_loss) -> tuple[float, float]:
+        """One optimiser step with gradients accumulated over minibatches (bounded memory).
+
+        `minibatch_loss(logprobs, rows)` returns that slice's share of the batch loss.
+        Returns (loss, gradient norm); a non-finite loss skips the step.
+        """
+        batch = rollout.mask.shape[0]
+        size = math.ceil(batch / self.cfg.minibatches)
+        total = 0.0
+        for start in range(0, batch, size):
+            rows = slice(start, start + size)
+            loss = minibatch_loss(self.policy_logprobs(rollout, rows), rows)
+            if torch.isfinite(loss):
+                loss.backward()
+            total += float(loss.detach())
+        if math.isfinite(total):
+            return total, self.apply_gradients()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        return total, math.nan
+
+    def finish_update(self, rollout) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scheduler and KL-controller bookkeeping shared by every algorithm.
+
+        Returns the per-token k1 KL [B, R] and the KL metrics (coefficient before the update).
+        """
+        self.scheduler.step()
+        kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * rollout.mask
+        kl_per_seq = float(kl.sum(1).mean())
+        coef = self.kl_ctl.value
+        self.kl_ctl.update(kl_per_seq, rollout.mask.shape[0])
+        return kl.detach(), {"objective/kl": kl_per_seq, "objective/kl_coef": coef}
 
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         raise NotImplementedError

@@ -16,7 +16,6 @@ from core.algorithms.common import (
     _bool_mask,
     explained_variance,
     kl_estimate,
-    kl_k1,
     logprobs_from_logits,
     masked_fill_zero,
     masked_mean,
@@ -190,11 +189,7 @@ class PPO(Algorithm):
                 stats["clipfrac"].append(float(ps["clipfrac"]))
                 stats["approx_kl"].append(float(ps["approx_kl"]))
                 stats["vf_clip"].append(float(vs["vf_clipfrac"]))
-        self.scheduler.step()
-        kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * mask
-        kl_per_seq = float(kl.sum(1).mean())
-        coef = self.kl_ctl.value
-        self.kl_ctl.update(kl_per_seq, batch)
+        kl, kl_metrics = self.finish_update(rollout)
         mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
         metrics = {
             "loss/policy": mean(stats["pl"]),
@@ -203,9 +198,8 @@ class PPO(Algorithm):
             "policy/approx_kl": mean(stats["approx_kl"]),
             "value/clipfrac": mean(stats["vf_clip"]),
             "value/explained_variance": explained_variance(rollout.values, returns, mask),
-            "objective/kl": kl_per_seq,
-            "objective/kl_coef": coef,
+            **kl_metrics,
             "objective/score_shaped": float(scores.mean()),
             "policy/grad_norm": mean(stats["norm"]),
         }
-        return UpdateResult(metrics, advantages.detach(), kl.detach())
+        return UpdateResult(metrics, advantages.detach(), kl)

@@ -7,20 +7,15 @@ Per-token tensors are [B, R] over response tokens with a right-padded ``mask`` (
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
     _bool_mask,
     kl_estimate,
-    kl_k1,
-    logprobs_from_logits,
     masked_fill_zero,
     masked_sum,
 )
-from core.models import autocast
 
 
 class MovingAverageBaseline:
@@ -96,38 +91,18 @@ class Reinforce(Algorithm):
         baseline = self.baseline.value if self.baseline.value is not None else float(returns.mean())
         advantages = sequence_advantages(scores, kl_pen, mask, coef, baseline)
         self.baseline.update(float(returns.mean()))
-        batch, total_tokens = mask.shape[0], mask.sum().clamp(min=1)
-        size = math.ceil(batch / self.cfg.minibatches)
-        losses = []
-        for start in range(0, batch, size):  # gradient accumulation: one optimiser step
-            rows = slice(start, start + size)
-            with autocast(self.device, self.dtype):
-                out = self.policy.response_outputs(
-                    rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
-                )
-            logp = logprobs_from_logits(
-                out.logits.float() / self.temperature, rollout.response[rows]
+        total_tokens = mask.sum().clamp(min=1)
+
+        def minibatch_loss(logp, rows):  # token-normalised over the whole batch
+            return reinforce_loss(logp, advantages[rows], mask[rows]) * (
+                mask[rows].sum() / total_tokens
             )
-            share = mask[rows].sum() / total_tokens
-            loss = reinforce_loss(logp, advantages[rows], mask[rows]) * share
-            if torch.isfinite(loss):
-                loss.backward()
-            losses.append(float(loss.detach()))
-        total = sum(losses)
-        if math.isfinite(total):
-            norm = self.apply_gradients()
-        else:  # NaN never reaches the weights
-            self.optimizer.zero_grad(set_to_none=True)
-            self.skipped_steps += 1
-            norm = math.nan
-        self.scheduler.step()
-        kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * mask
-        kl_per_seq = float(kl.sum(1).mean())
-        self.kl_ctl.update(kl_per_seq, batch)
+
+        loss, norm = self.accumulated_step(rollout, minibatch_loss)
+        kl, kl_metrics = self.finish_update(rollout)
         metrics = {
-            "loss/policy": float(total),
-            "objective/kl": kl_per_seq,
-            "objective/kl_coef": coef,
+            "loss/policy": loss,
+            **kl_metrics,
             "objective/baseline": baseline,
             "objective/score_shaped": float(scores.mean()),
             "policy/grad_norm": norm,

@@ -11,14 +11,14 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Where a run stands. Stored as its string value."""
 
     PENDING = "pending"
@@ -28,10 +28,6 @@ class RunStatus(str, Enum):
     STOPPED = "stopped"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
-
-    def __str__(self) -> str:
-        """The bare value, so f-strings print 'running' on every Python version."""
-        return self.value
 
 
 FINISHED = {RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED}
@@ -117,7 +113,7 @@ LogRow = tuple[datetime, str, str]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def jsonable(value: Any) -> Any:

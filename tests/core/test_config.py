@@ -48,13 +48,18 @@ def test_toml_round_trip(tmp_path):
     [
         ("[training]\nlearning_rate = 5.0\n", "training.learning_rate = 5.0: must be at most 1.0"),
         ("[training]\nsteps = 0\n", "training.steps = 0: must be at least 1"),
-        ('[algorithm]\nname = "dqn"\n', "algorithm.name = 'dqn': must be one of ppo, reinforce"),
+        (
+            '[algorithm]\nname = "dqn"\n',
+            "algorithm.name = 'dqn': must be one of ppo, a2c, reinforce, rloo, grpo, ilql",
+        ),
         ('[training]\nsteps = "ten"\n', "training.steps = 'ten': expected a whole number"),
         ("[training]\nstepz = 3\n", "unknown setting 'stepz' in [training]; known: steps"),
         ('[algorithm]\nkl_estimator = "k9"\n', "must be one of k1, k3"),
+        ('[algorithm]\nname = "grpo"\n', "algorithm.group_size = 1: grpo compares completions"),
+        ('[algorithm]\nname = "ilql"\n[ilql]\nmode = "offline"\n', "ilql.dataset: offline ILQL"),
         (
             "[training]\nbatch_size = 2\n[algorithm]\nminibatches = 4\n",
-            "algorithm.minibatches = 4: must be at most training.batch_size (2)",
+            "algorithm.minibatches = 4: must be at most the completions per step",
         ),
     ],
 )
@@ -93,4 +98,4 @@ def test_field_metadata_drives_forms():
     assert info["learning_rate"]["help"]
     assert info["learning_rate"]["max"] == 1.0
     algo = {name: meta for name, _hint, meta in field_info(RunConfig().algorithm.__class__)}
-    assert algo["name"]["choices"] == ("ppo", "reinforce")
+    assert algo["name"]["choices"] == ("ppo", "a2c", "reinforce", "rloo", "grpo", "ilql")

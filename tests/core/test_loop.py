@@ -170,8 +170,13 @@ def test_a_nan_reward_stops_with_a_clear_error_and_keeps_the_last_good_step(tmp_
         "    calls += 1\n"
         "    return [float('nan') if calls == 3 else 0.5 for _ in completions]\n"
     )
-    cfg = tiny_config({"training.steps": 5, "training.checkpoint_every": 0,
-                       "reward.components": [{"kind": "python", "params": {"path": str(reward)}}]})
+    cfg = tiny_config(
+        {
+            "training.steps": 5,
+            "training.checkpoint_every": 0,
+            "reward.components": [{"kind": "python", "params": {"path": str(reward)}}],
+        }
+    )
     seen = []
     with pytest.raises(RewardError, match="nan for sample 0"):
         for event in train(cfg, checkpoint_dir=tmp_path / "ck"):

@@ -154,8 +154,9 @@ def test_stop_strings_end_a_completion_and_its_mask(tiny):
     stop = tokens[3].strip() or tokens[3]
     assert stop and stop not in "".join(tokens[:3])
     torch.manual_seed(5)  # the same samples, now cut at the stop string
-    cut = generate_rollout(tiny, ["Once upon a time"], GenerationConfig(max_new_tokens=12,
-                                                                        stop=(stop,)), 64)
+    cut = generate_rollout(
+        tiny, ["Once upon a time"], GenerationConfig(max_new_tokens=12, stop=(stop,)), 64
+    )
     assert bool(cut.ended[0]) and not bool(free.ended[0])
     assert int(cut.mask.sum()) == 4
     assert cut.completions[0].endswith(stop)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -308,7 +308,7 @@ def test_reopening_interrupts_runs_whose_process_died(db_url: str) -> None:
 def test_runs_from_other_hosts_wait_for_a_stale_heartbeat(store: Store) -> None:
     quiet = new_run(store)
     recent = new_run(store)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for run_id, beat in ((quiet, now - timedelta(minutes=11)), (recent, now)):
         store.set_status(run_id, RunStatus.RUNNING)
         force(store, run_id, hostname=f"not-{socket.gethostname()}", pid=1, heartbeat_at=beat)

@@ -1,0 +1,252 @@
+"""Token-level Q-learning in the style of ILQL (Snell et al. 2022, "Offline RL for Natural
+Language Generation with Implicit Language Q Learning"): the heads and the tensor math.
+
+Every response token is an action; the state before it is the prompt plus the tokens so far.
+Q heads score every vocabulary entry as the next action, a V head scores the state, and the
+value targets come from an expectile regression of V onto target Q heads (as in IQL), so the
+learned Q never has to take a max over actions it has not seen. At sampling time the language
+model's logits are shifted by beta * (Q - V) (``ilql_decode_logits``).
+
+Per-token tensors are [B, R] over response tokens with a right-padded ``mask`` (see
+``core.algorithms.common``). All results are float32.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import reduce
+
+import torch
+from torch import nn
+
+from core.algorithms.common import (
+    _bool_mask,
+    logprobs_from_logits,
+    masked_fill_zero,
+    masked_mean,
+)
+
+# AWAC weights exp(beta * advantage) are clamped to [0, AWAC_WEIGHT_MAX] so a single token
+# with a large advantage estimate cannot dominate the language-modelling loss.
+AWAC_WEIGHT_MAX = 100.0
+
+# The last layer of every head starts with zero bias and weights scaled by this factor.
+_LAST_LAYER_SCALE = 0.01
+
+
+def _mlp(in_size: int, hidden: int, out_size: int) -> nn.Sequential:
+    """Returns Linear(in, hidden) -> ReLU -> Linear(hidden, out) with a near-zero output.
+
+    Why small outputs at the start: ``ilql_decode_logits`` adds beta * (Q - V) to the language
+    model's logits, so near-zero heads sample (almost) like the base model until the heads have
+    learned something; the AWAC weight exp(beta * (Q - V)) starts at ~1, so the AWAC term starts
+    as the plain LM loss; and the first TD/CQL gradients are not driven by random per-token
+    values spread over the whole vocabulary. The first layer keeps its default init so the
+    hidden features (and their gradients) are not degenerate.
+    """
+    last = nn.Linear(hidden, out_size)
+    with torch.no_grad():
+        last.weight.mul_(_LAST_LAYER_SCALE)
+        last.bias.zero_()
+    return nn.Sequential(nn.Linear(in_size, hidden), nn.ReLU(), last)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, alpha: float) -> None:
+    """Sets every parameter of target to alpha * source + (1 - alpha) * target, in place.
+
+    alpha=1 copies source exactly; alpha=0 leaves target unchanged. The two modules must have
+    the same parameter names and shapes. Buffers are not touched.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    src = dict(source.named_parameters())
+    tgt = dict(target.named_parameters())
+    if src.keys() != tgt.keys():
+        raise ValueError("target and source modules have different parameters")
+    for name, t in tgt.items():
+        s = src[name]
+        if t.shape != s.shape:
+            raise ValueError(f"parameter {name!r}: shape {tuple(t.shape)} != {tuple(s.shape)}")
+        if alpha == 1.0:
+            t.copy_(s)  # bit-exact, unlike t + 1 * (s - t)
+        elif alpha != 0.0:
+            t.mul_(1.0 - alpha).add_(s.to(t.dtype), alpha=alpha)
+
+
+class ILQLHeads(nn.Module):
+    """Q heads (one or two), their frozen target copies and a V head on top of hidden states.
+
+    Each head is an MLP hidden_size -> head_hidden -> out (out = vocab_size for Q, 1 for V);
+    head_hidden defaults to 2 * hidden_size. The target Q heads start as deep copies of the Q
+    heads, never receive gradients and only move through ``sync_target``.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        vocab_size: int,
+        two_qs: bool = True,
+        head_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        head_hidden = 2 * hidden_size if head_hidden is None else head_hidden
+        self.hidden_size, self.vocab_size, self.two_qs = hidden_size, vocab_size, two_qs
+        n_qs = 2 if two_qs else 1
+        # Built one by one, so the two Q heads start from different random weights.
+        self.q_heads = nn.ModuleList(
+            _mlp(hidden_size, head_hidden, vocab_size) for _ in range(n_qs)
+        )
+        self.target_q_heads = nn.ModuleList(copy.deepcopy(q) for q in self.q_heads)
+        self.target_q_heads.requires_grad_(False)
+        self.v_head = _mlp(hidden_size, head_hidden, 1)
+
+    def forward(
+        self, hidden: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], torch.Tensor]:
+        """Returns (qs, target_qs, v) for hidden [B, T, H].
+
+        qs and target_qs are tuples (one entry per Q head) of [B, T, V]; v is [B, T]. The target
+        heads run without autograd, so their outputs carry no graph back into ``hidden``.
+        """
+        hidden = hidden.to(self.v_head[0].weight.dtype)
+        qs = tuple(q(hidden) for q in self.q_heads)
+        with torch.no_grad():
+            target_qs = tuple(q(hidden) for q in self.target_q_heads)
+        v = self.v_head(hidden).squeeze(-1)
+        return qs, target_qs, v
+
+    def sync_target(self, alpha: float) -> None:
+        """Polyak update of the target Q heads: target = alpha * q + (1 - alpha) * target."""
+        for target, q in zip(self.target_q_heads, self.q_heads):
+            polyak_update(target, q, alpha)
+
+
+def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
+    """Returns float32 |tau - 1(diff < 0)| * diff^2 elementwise, same shape as diff.
+
+    diff = target - prediction. With tau > 0.5, predictions below the target (diff > 0) cost
+    more than predictions above it, so the minimiser is an upper expectile of the target.
+    """
+    d = diff.float()
+    weight = torch.where(d < 0, 1.0 - tau, tau)
+    return weight * d * d
+
+
+def _min_over_heads(values: list[torch.Tensor]) -> torch.Tensor:
+    """Returns the elementwise minimum of one or more same-shaped tensors."""
+    return reduce(torch.minimum, values)
+
+
+def _taken(q: torch.Tensor, actions: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Returns float32 [B, R]: q [B, R, V] at the taken actions, 0 at padding."""
+    return masked_fill_zero(q.gather(-1, actions.unsqueeze(-1)).squeeze(-1), m)
+
+
+def ilql_losses(
+    qs: tuple[torch.Tensor, ...] | list[torch.Tensor],
+    target_qs: tuple[torch.Tensor, ...] | list[torch.Tensor],
+    v: torch.Tensor,
+    logits: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    tau: float,
+    cql_scale: float,
+    awac_scale: float,
+    beta: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Returns (loss 0-d float32, stats) of ILQL over a batch of responses.
+
+    Inputs are aligned per response position t: actions [B, R] are the tokens taken; qs and
+    target_qs (tuples of [B, R, V], one per Q head), v [B, R] and logits [B, R, V] are the head
+    and language-model outputs at the positions that predict those tokens; rewards [B, R]
+    (typically the sequence score at the last real token, 0 elsewhere); mask [B, R].
+
+    With V(s_{t+1}) = v[t + 1] for real next tokens and 0 after the last real token (terminal),
+    Q_i(t) = qs[i] at the taken action, Qt(t) = min_i target_qs[i] at the taken action, and
+    every mean taken over real tokens:
+      q    = sum_i mean (Q_i(t) - (r_t + gamma * V(s_{t+1})))^2           (target detached)
+      v    = mean expectile_loss(Qt(t) - v_t, tau)                        (Qt detached)
+      cql  = cql_scale * sum_i mean cross_entropy(qs[i][t] as logits, a_t)
+      awac = awac_scale * mean w_t * -log softmax(logits[t])[a_t],
+             w_t = clamp(exp(beta * (Qt(t) - v_t)), 0, AWAC_WEIGHT_MAX)   (detached)
+      loss = q + v + cql + awac
+    A term whose scale is 0 is not computed.
+
+    stats (floats): loss/total, loss/q, loss/v, loss/cql, loss/awac (each term as it enters the
+    loss, scales included), q/mean (mean over real tokens of min_i Q_i(t)), v/mean, and
+    awac/weight_mean.
+
+    Padding positions never influence the loss or stats, even when they hold NaN/inf or an
+    out-of-range action id. Gradients at padding are 0 for the per-token inputs; for the
+    [B, R, V] inputs padding rows get 0 gradient as long as they are finite (the log-softmax
+    of a NaN row back-propagates NaN).
+    """
+    if len(qs) == 0 or len(qs) != len(target_qs):
+        raise ValueError(
+            f"need as many target Q heads as Q heads (>= 1): {len(qs)}, {len(target_qs)}"
+        )
+    m = _bool_mask(mask)
+    zero = torch.zeros((), dtype=torch.float32, device=m.device)
+    # Padding may hold any id (-100, pad id beyond the vocab); gather needs a valid one.
+    acts = torch.where(m, actions.long(), 0)
+    r = masked_fill_zero(rewards, m)
+    v_t = masked_fill_zero(v, m)
+
+    # Bootstrapped TD target. v_t is 0 at padding, so shifting it left gives V(s_{t+1}) at a
+    # real next token and the terminal 0 after the last real token (and past the end).
+    with torch.no_grad():
+        next_v = torch.zeros_like(v_t)
+        next_v[:, :-1] = v_t[:, 1:]
+        td_target = masked_fill_zero(r + gamma * next_v, m)
+
+    q_taken = [_taken(q, acts, m) for q in qs]
+    loss_q = sum(masked_mean((q - td_target) ** 2, m) for q in q_taken)
+
+    with torch.no_grad():
+        target_q = _min_over_heads([_taken(q, acts, m) for q in target_qs])
+    loss_v = masked_mean(expectile_loss(target_q - v_t, tau), m)
+
+    loss_cql = zero
+    if cql_scale != 0:
+        ce = sum(masked_mean(-logprobs_from_logits(q, acts), m) for q in qs)
+        loss_cql = cql_scale * ce
+
+    with torch.no_grad():
+        adv = masked_fill_zero(target_q - v_t, m)
+        weight = masked_fill_zero(torch.exp(beta * adv).clamp(0.0, AWAC_WEIGHT_MAX), m)
+    loss_awac = zero
+    if awac_scale != 0:
+        nll = -logprobs_from_logits(logits, acts)
+        loss_awac = awac_scale * masked_mean(weight * masked_fill_zero(nll, m), m)
+
+    loss = loss_q + loss_v + loss_cql + loss_awac
+    with torch.no_grad():
+        stats = {
+            "loss/total": float(loss),
+            "loss/q": float(loss_q),
+            "loss/v": float(loss_v),
+            "loss/cql": float(loss_cql),
+            "loss/awac": float(loss_awac),
+            "q/mean": float(masked_mean(_min_over_heads(q_taken), m)),
+            "v/mean": float(masked_mean(v_t, m)),
+            "awac/weight_mean": float(masked_mean(weight, m)),
+        }
+    return loss, stats
+
+
+def ilql_decode_logits(
+    logits: torch.Tensor,
+    qs: tuple[torch.Tensor, ...] | list[torch.Tensor],
+    v: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """Returns float32 logits + beta * (min_i qs[i] - v[..., None]) for sampling, shape [..., V].
+
+    logits and every qs[i] are [..., V]; v is [...]. Pass the target Q heads' outputs, as ILQL
+    does. Softmax of the result is pi_LM * exp(beta * (Q - V)), renormalised.
+    """
+    q = _min_over_heads([x.float() for x in qs])
+    return logits.float() + beta * (q - v.float().unsqueeze(-1))
