@@ -57,6 +57,7 @@ def save_checkpoint(
             step=step,
             rng=rng_state(),
             v_head=policy.v_head.state_dict() if policy.v_head is not None else None,
+            ilql_heads=(policy.ilql_heads.state_dict() if policy.ilql_heads is not None else None),
         )
         torch.save(state, tmp / STATE_FILE)
     except BaseException:  # a full disk, say: drop the partial copy, keep the older ones
@@ -102,12 +103,16 @@ def load_checkpoint(path: Path, policy: Policy) -> dict:
             )
         policy.lm.tie_weights()
     trainer_state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
-    if policy.v_head is not None and trainer_state.get("v_head") is not None:
-        policy.v_head.load_state_dict(trainer_state["v_head"])
+    for name in ("v_head", "ilql_heads"):
+        module = getattr(policy, name)
+        if module is not None and trainer_state.get(name) is not None:
+            module.load_state_dict(trainer_state[name])
     return trainer_state
 
 
-def export_model(checkpoint: Path, out: Path, base_model: str, seed: int = 0) -> Path:
+def export_model(
+    checkpoint: Path, out: Path, base_model: str, seed: int = 0, ilql_beta: float = 1.0
+) -> Path:
     """A folder that plain transformers loads: LoRA adapters are merged into the base
     (loaded the way the run loaded it, so tiny-random and .gguf bases work too)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -125,4 +130,42 @@ def export_model(checkpoint: Path, out: Path, base_model: str, seed: int = 0) ->
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    state = torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=False)
+    if state.get("ilql_heads") is not None:
+        _export_ilql_heads(state["ilql_heads"], out, ilql_beta)
     return out
+
+
+ILQL_NOTE = """# ILQL heads
+
+`ilql_heads.safetensors` holds the Q, target-Q and V heads trained with this model
+(RL Studio's `core.algorithms.ilql.ILQLHeads`; hidden size {hidden}, {n_qs} Q head(s)).
+The language model alone samples like the policy before the heads' adjustment. To decode
+as ILQL does, at every step add beta * (min over target Q heads - V) to the logits:
+
+```python
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+from core.algorithms.ilql import ILQLHeads, ilql_decode_logits
+
+lm = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")
+heads = ILQLHeads(lm.config.hidden_size, lm.config.vocab_size, two_qs={two_qs})
+heads.load_state_dict(load_file("THIS_FOLDER/ilql_heads.safetensors"))
+out = lm(input_ids, output_hidden_states=True)
+_qs, target_qs, v = heads(out.hidden_states[-1][:, -1:])
+logits = ilql_decode_logits(out.logits[:, -1:], target_qs, v, beta={beta})
+```
+
+`core.decoding.ilql_generate` is the full sampling loop (KV cache, top-k / top-p, EOS).
+"""
+
+
+def _export_ilql_heads(heads_state: dict, out: Path, beta: float) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in heads_state.items()}, out / "ilql_heads.safetensors")
+    n_qs = len({k.split(".")[1] for k in heads_state if k.startswith("q_heads.")})
+    hidden = heads_state["v_head.0.weight"].shape[1]
+    (out / "ILQL_README.md").write_text(
+        ILQL_NOTE.format(hidden=hidden, n_qs=n_qs, two_qs=n_qs == 2, beta=beta)
+    )

@@ -53,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser(
+        "eval", help="evaluate a run's start and last checkpoint on held-out prompts"
+    )
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("rate", help="sample and score completions: a rated data set for ILQL")
+    p.add_argument("recipe", help="recipe .toml: its model, prompts, generation and reward")
+    p.add_argument("--out", required=True, help="output .jsonl")
+    p.add_argument("--per-prompt", type=int, default=1, help="completions per prompt")
+
     p = sub.add_parser("export", help="write a run's model as a plain transformers folder")
     p.add_argument("run_id", type=int)
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
@@ -68,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     from core.errors import USER_ERRORS
 
     try:
-        return {"train": _train, "resume": _resume, "runs": _runs, "export": _export}[args.command](
-            args
-        )
+        return {
+            "train": _train,
+            "resume": _resume,
+            "runs": _runs,
+            "eval": _eval,
+            "rate": _rate,
+            "export": _export,
+        }[args.command](args)
     except USER_ERRORS as exc:
         print(f"rlstudio: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -182,9 +199,45 @@ def _runs(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from core.runner import evaluate_run
+
+    results = evaluate_run(_store(args), args.run_id, progress=_say)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "metric", "before", "after", "change", title=f"run {args.run_id}, held-out prompts"
+    )
+    before, after = results["before"], results["after"]
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key), after.get(key)
+        change = f"{a - b:+.4g}" if a is not None and b is not None else ""
+        table.add_row(key.removeprefix("eval/"), _fmt(b), _fmt(a), change)
+    Console().print(table)
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _rate(args) -> int:
+    from core.config import load_config
+    from core.runner import preflight, rate_completions
+
+    cfg = preflight(load_config(args.recipe), progress=_say)
+    n = rate_completions(cfg, Path(args.out), per_prompt=args.per_prompt, progress=_say)
+    print(f"wrote {n} rated completions to {args.out}")
+    return 0
+
+
 def _export(args) -> int:
     from core.checkpoint import export_model
-    from core.errors import ExportError
+    from core.errors import RunStateError
     from core.runner import run_config
 
     store = _store(args)
@@ -193,8 +246,10 @@ def _export(args) -> int:
         (c for c in reversed(store.checkpoints(args.run_id)) if Path(c.path).is_dir()), None
     )
     if ckpt is None:
-        raise ExportError(f"run {args.run_id} has no checkpoint on disk to export")
-    out = export_model(Path(ckpt.path), Path(args.out), cfg.model.name, cfg.training.seed)
+        raise RunStateError(f"run {args.run_id} has no checkpoint on disk to export")
+    out = export_model(
+        Path(ckpt.path), Path(args.out), cfg.model.name, cfg.training.seed, cfg.ilql.beta
+    )
     print(f"exported run {args.run_id} (step {ckpt.step}) to {out}")
     return 0
 

@@ -68,6 +68,9 @@ class DataConfig:
     )
     max_prompt_tokens: int = setting(256, "Longer prompts are cut from the left", min=8, max=32768)
     shuffle: bool = setting(True, "Shuffle prompts every pass (seeded)")
+    heldout_fraction: float = setting(
+        0.1, "Share of prompts kept aside for evaluation (0 = no evaluation)", min=0.0, max=0.9
+    )
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,12 @@ class TrainingConfig:
     seed: int = setting(0, "Seed for sampling, shuffling and initialisation", min=0, max=2**32 - 1)
     checkpoint_every: int = setting(
         10, "Save a checkpoint every N steps; 0 = only at the end", min=0, max=10**7
+    )
+    eval_every: int = setting(
+        0,
+        "Evaluate on the held-out prompts every N steps (0 = before and after training)",
+        min=0,
+        max=10**7,
     )
     keep_checkpoints: int = setting(2, "How many recent checkpoints to keep", min=1, max=1000)
 

@@ -146,3 +146,24 @@ class PromptSampler:
             take = min(self.batch_size - len(out), self.size - offset)
             out.extend(order[offset : offset + take])
         return out
+
+
+def load_rated(path: str | Path, base_dir: str | Path = "") -> list[dict]:
+    """A rated data set for offline RL: .jsonl rows with prompt, completion and a numeric
+    reward. Errors name the file and the line."""
+    path = Path(path).expanduser()
+    if not path.is_absolute() and base_dir:
+        path = Path(base_dir) / path
+    if not path.is_file():
+        raise DataError(f"rated data set not found: {path}")
+    rows = _rows_jsonl(path)
+    if not rows:
+        raise DataError(f"{path}: the rated data set is empty")
+    for lineno, row in enumerate(rows, 1):
+        missing = [k for k in ("prompt", "completion", "reward") if k not in row]
+        if missing:
+            raise DataError(f"{path} row {lineno}: missing {', '.join(missing)}")
+        reward = row["reward"]
+        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or reward != reward:
+            raise DataError(f"{path} row {lineno}: reward must be a number, got {reward!r}")
+    return rows

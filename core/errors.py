@@ -10,8 +10,8 @@ from core.rewards import RewardConfigError, RewardError
 from core.store import RunNotFound
 
 
-class ExportError(ValueError):
-    """An export that cannot be done (no checkpoint on disk, say)."""
+class RunStateError(ValueError):
+    """A run that lacks what the command needs: a checkpoint on disk, held-out prompts."""
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -21,5 +21,5 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     RewardConfigError,
     RewardError,
     RunNotFound,
-    ExportError,
+    RunStateError,
 )

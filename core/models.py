@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.config import ModelConfig
+from core.config import IlqlConfig, ModelConfig
 from core.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,8 @@ def load_lm(name: str, seed: int = 0, progress: Progress | None = None):
     if name == TINY_RANDOM:
         tokenizer = load_tokenizer(str(default_tokenizer_dir()))
         tokenizer.chat_template = None  # a random model has no chat format to follow
-        return tiny_random_model(tokenizer, seed), tokenizer, TINY_RANDOM
+        # One fixed model: the run's seed changes sampling, not which model it starts from.
+        return tiny_random_model(tokenizer, seed=0), tokenizer, TINY_RANDOM
     source = resolve_source(name, progress)
     if progress:
         progress(f"Loading {name}...")
@@ -243,14 +244,19 @@ def load_lm(name: str, seed: int = 0, progress: Progress | None = None):
 class ResponseOutput:
     logits: torch.Tensor  # [B, R, V] for the response tokens
     values: torch.Tensor | None  # [B, R]
+    hidden: torch.Tensor | None = None  # [B, R, H] last hidden states, when asked for
 
 
 class Policy(nn.Module):
-    """The trained LM plus an optional scalar value head on its last hidden state."""
+    """The trained LM plus optional heads on its last hidden state: a scalar value head
+    (PPO, A2C) or ILQL's Q / target Q / V heads."""
 
-    def __init__(self, lm: nn.Module, value_head: bool) -> None:
+    def __init__(
+        self, lm: nn.Module, value_head: bool, ilql_heads: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.lm = lm
+        self.ilql_heads = ilql_heads
         hidden = lm.config.hidden_size
         self.v_head = nn.Linear(hidden, 1) if value_head else None
         if self.v_head is not None:
@@ -263,10 +269,17 @@ class Policy(nn.Module):
         return hasattr(self.lm, "peft_config")
 
     def response_outputs(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_len: int,
+        want_hidden: bool = False,
     ) -> ResponseOutput:
-        """Logits (and values) at the positions that predict tokens prompt_len..end."""
-        return response_outputs(self.lm, input_ids, attention_mask, prompt_len, self.v_head)
+        """Logits (and values, and hidden states) at the positions that predict tokens
+        prompt_len..end."""
+        return response_outputs(
+            self.lm, input_ids, attention_mask, prompt_len, self.v_head, want_hidden
+        )
 
 
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -275,7 +288,12 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def response_outputs(
-    lm: nn.Module, input_ids, attention_mask, prompt_len: int, v_head: nn.Module | None = None
+    lm: nn.Module,
+    input_ids,
+    attention_mask,
+    prompt_len: int,
+    v_head: nn.Module | None = None,
+    want_hidden: bool = False,
 ) -> ResponseOutput:
     resp_len = input_ids.shape[1] - prompt_len
     out = lm(
@@ -283,15 +301,16 @@ def response_outputs(
         attention_mask=attention_mask,
         position_ids=position_ids_for(attention_mask),
         use_cache=False,
-        output_hidden_states=v_head is not None,
+        output_hidden_states=v_head is not None or want_hidden,
         logits_to_keep=resp_len + 1,
     )
     logits = out.logits[:, :-1]
-    values = None
-    if v_head is not None:
+    values = hidden = None
+    if v_head is not None or want_hidden:
         hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
+    if v_head is not None:
         values = v_head(hidden.to(v_head.weight.dtype)).squeeze(-1)
-    return ResponseOutput(logits=logits, values=values)
+    return ResponseOutput(logits=logits, values=values, hidden=hidden if want_hidden else None)
 
 
 class Reference:
@@ -343,7 +362,12 @@ class LoadedModels:
 
 
 def load_models(
-    cfg: ModelConfig, *, value_head: bool, seed: int = 0, progress: Progress | None = None
+    cfg: ModelConfig,
+    *,
+    value_head: bool,
+    seed: int = 0,
+    progress: Progress | None = None,
+    ilql: IlqlConfig | None = None,
 ) -> LoadedModels:
     """Policy (+ value head, + LoRA) and reference on the chosen device."""
     device = resolve_device(cfg.device)
@@ -356,7 +380,12 @@ def load_models(
         lm = apply_lora(lm, cfg)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        policy = Policy(lm, value_head=value_head)
+        heads = None
+        if ilql is not None:
+            from core.algorithms.ilql import ILQLHeads
+
+            heads = ILQLHeads(lm.config.hidden_size, lm.config.vocab_size, two_qs=ilql.two_qs)
+        policy = Policy(lm, value_head=value_head, ilql_heads=heads)
     policy.to(device)
     reference = Reference(policy)
     return LoadedModels(policy, reference, tokenizer, device, dtype, source)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from core.algorithms.common import entropy_from_logits, logprobs_from_logits
-from core.config import GenerationConfig
+from core.config import GenerationConfig, IlqlConfig
 from core.control import Control, GenerationGate, Stopped
+from core.decoding import ilql_generate
 from core.models import LoadedModels, autocast
 
 
@@ -81,8 +82,13 @@ def generate_rollout(
     max_prompt_tokens: int,
     control: Control | None = None,
     chunk_size: int | None = None,
+    ilql: IlqlConfig | None = None,
+    explore: bool = True,
 ) -> Rollout:
-    """Sample one completion per prompt and score it under the policy and the reference."""
+    """Sample one completion per prompt and score it under the policy and the reference.
+
+    A policy with ILQL heads samples from the Q-adjusted distribution (`ilql` settings,
+    with exploration when `explore`)."""
     policy, tokenizer, device = models.policy, models.tokenizer, models.device
     lm = policy.lm
     enc = tokenizer(
@@ -111,13 +117,26 @@ def generate_rollout(
     was_training = lm.training
     lm.eval()  # no dropout while sampling or scoring
     try:
-        with autocast(device, models.dtype):
-            out = lm.generate(
-                **enc,
-                generation_config=hf_gen,
-                stopping_criteria=criteria,
-                tokenizer=tokenizer if gen.stop else None,
+        if policy.ilql_heads is not None:
+            out = ilql_generate(
+                models,
+                policy.ilql_heads,
+                enc["input_ids"],
+                enc["attention_mask"],
+                gen,
+                ilql or IlqlConfig(),
+                _end_ids(tokenizer, lm),
+                control,
+                explore,
             )
+        else:
+            with autocast(device, models.dtype):
+                out = lm.generate(
+                    **enc,
+                    generation_config=hf_gen,
+                    stopping_criteria=criteria,
+                    tokenizer=tokenizer if gen.stop else None,
+                )
         if control is not None and control.stopped:
             raise Stopped
         prompt_len = enc["input_ids"].shape[1]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from core.config import RunConfig, from_dict, to_dict, validate
 from core.control import Control
 from core.data import load_prompts
+from core.errors import RunStateError
 from core.events import Checkpoint, Event, Log, Metrics, Samples, Status, as_record
 from core.models import TINY_RANDOM, resolve_source
 from core.paths import data_dir
@@ -166,3 +167,86 @@ def _record(store: Store, recorder: RunRecorder, run_id: int, event: Event) -> N
     elif isinstance(event, Status) and event.state in ("running", "paused"):
         recorder.flush()
         store.set_status(run_id, RunStatus(event.state))
+
+
+def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str, float]]:
+    """Evaluate the starting model and the run's newest checkpoint on the run's held-out
+    prompts; store both (steps 0 and the checkpoint's) and return {"before", "after"}."""
+    import torch
+
+    from core.algorithms import ALGORITHMS
+    from core.checkpoint import load_checkpoint
+    from core.evaluation import evaluate, heldout_split
+    from core.models import load_models
+
+    cfg = run_config(store, run_id)
+    ckpt = next((c for c in reversed(store.checkpoints(run_id)) if Path(c.path).is_dir()), None)
+    if ckpt is None:
+        raise RunStateError(f"run {run_id} has no checkpoint on disk to evaluate")
+    prompt_set = load_prompts(cfg.data, cfg.base_dir)
+    _train, heldout = heldout_split(cfg, prompt_set)
+    if not heldout:
+        raise RunStateError(
+            f"run {run_id} has no held-out prompts (data.heldout_fraction = "
+            f"{cfg.data.heldout_fraction}, {len(prompt_set)} prompts)"
+        )
+    reward = None
+    results = {}
+    for label, path, step in (("before", None, 0), ("after", Path(ckpt.path), ckpt.step)):
+        torch.manual_seed(cfg.training.seed)  # both sides sample with the same seed
+        models = load_models(
+            cfg.model,
+            value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
+            seed=cfg.training.seed,
+            progress=progress,
+            ilql=cfg.ilql if cfg.algorithm.name == "ilql" else None,
+        )
+        if path is not None:
+            load_checkpoint(path, models.policy)
+        reward = reward or build_reward(
+            cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
+        )
+        results[label] = evaluate(models, cfg, prompt_set, heldout, reward)
+        store.add_metrics(run_id, [(step, 0.0, results[label])])
+    return results
+
+
+def rate_completions(cfg: RunConfig, out: Path, per_prompt: int = 1, progress=None) -> int:
+    """Sample completions from the recipe's model and score them with its reward: a rated
+    data set for offline ILQL (.jsonl with prompt, completion, reward, components)."""
+    import json
+
+    import torch
+
+    from core.data import format_prompt
+    from core.models import load_models
+    from core.rollout import generate_rollout
+
+    torch.manual_seed(cfg.training.seed)
+    models = load_models(cfg.model, value_head=False, seed=cfg.training.seed, progress=progress)
+    prompt_set = load_prompts(cfg.data, cfg.base_dir)
+    reward = build_reward(
+        cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
+    )
+    order = [i for i in range(len(prompt_set)) for _ in range(per_prompt)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with out.open("w", encoding="utf-8") as fh:
+        for start in range(0, len(order), cfg.training.batch_size):
+            idx = order[start : start + cfg.training.batch_size]
+            prompts, columns = prompt_set.batch(idx)
+            texts = [format_prompt(models.tokenizer, p, cfg.data.chat_template) for p in prompts]
+            rollout = generate_rollout(models, texts, cfg.generation, cfg.data.max_prompt_tokens)
+            result = reward(prompts, rollout.completions, **columns)
+            for i, (prompt, completion) in enumerate(zip(prompts, rollout.completions)):
+                row = {
+                    "prompt": prompt,
+                    "completion": completion,
+                    "reward": result.total[i],
+                    "components": {k: v[i] for k, v in result.components.items()},
+                }
+                fh.write(json.dumps(row) + "\n")
+                written += 1
+            if progress:
+                progress(f"rated {written}/{len(order)}")
+    return written

@@ -6,10 +6,12 @@ same code and decide themselves what to do with each event.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,14 @@ import torch
 
 from core.algorithms import ALGORITHMS, make_algorithm
 from core.algorithms.common import masked_mean
-from core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, set_rng_state
+from core.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from core.config import RunConfig, validate
 from core.control import Control, Stopped
-from core.data import PromptSampler, format_prompt, load_prompts
+from core.data import PromptSampler, format_prompt, load_prompts, load_rated
+from core.evaluation import evaluate, heldout_split
 from core.events import Checkpoint, Event, Log, Metrics, Sample, Samples, Status
 from core.models import LoadedModels, load_models
+from core.replay import Transition, collate
 from core.resources import peak_memory_mb
 from core.rewards import RewardError, build_reward
 from core.rollout import Rollout, generate_rollout
@@ -87,11 +91,13 @@ def train(
     yield Status("loading", f"Loading {cfg.model.name}", 0, t_cfg.steps)
     seed_everything(t_cfg.seed)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
+    is_ilql = cfg.algorithm.name == "ilql"
     models = load_models(
         cfg.model,
         value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
         seed=t_cfg.seed,
         progress=progress,
+        ilql=cfg.ilql if is_ilql else None,
     )
     reward = build_reward(
         cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
@@ -101,7 +107,19 @@ def train(
     templated = [
         format_prompt(models.tokenizer, p, cfg.data.chat_template) for p in prompt_set.prompts
     ]
-    sampler = PromptSampler(len(prompt_set), t_cfg.batch_size, t_cfg.seed, cfg.data.shuffle)
+    rated = None
+    if is_ilql and cfg.ilql.mode == "offline":
+        rated = _rated_transitions(cfg, models)
+    train_idx, heldout_idx = heldout_split(cfg, prompt_set)
+    sampler = PromptSampler(
+        len(rated) if rated else len(train_idx), t_cfg.batch_size, t_cfg.seed, cfg.data.shuffle
+    )
+    run = _Run(cfg, models, algo, reward, prompt_set, templated, sampler, control, rated, train_idx)
+
+    def evaluation() -> Iterator[Event]:
+        if heldout_idx:
+            values = evaluate(models, cfg, prompt_set, heldout_idx, reward, control)
+            yield Metrics(step, time.perf_counter() - started, values)
 
     step, time_offset = 0, 0.0
     if resume_from is not None:
@@ -144,6 +162,16 @@ def train(
         t_cfg.steps,
     )
     try:
+        if step == 0:
+            if heldout_idx:
+                yield Log("info", f"evaluating on {len(heldout_idx)} held-out prompts")
+            else:
+                yield Log(
+                    "info",
+                    "no held-out prompts (data.heldout_fraction or a tiny set): "
+                    "evaluation is skipped",
+                )
+            yield from evaluation()
         while step < t_cfg.steps:
             if control.paused:
                 yield Status("paused", "Paused", step, t_cfg.steps)
@@ -153,21 +181,14 @@ def train(
             control.check()
             if control.take_checkpoint_request() and step != last_saved:
                 yield from checkpoint()
-            yield from _one_step(
-                cfg,
-                models,
-                algo,
-                reward,
-                prompt_set,
-                templated,
-                sampler,
-                step + 1,
-                started,
-                control,
-            )
+            step_events = _offline_step if rated else _one_step
+            yield from step_events(run, step + 1, started)
             step += 1
+            if t_cfg.eval_every and step % t_cfg.eval_every == 0 and step < t_cfg.steps:
+                yield from evaluation()
             if t_cfg.checkpoint_every and step % t_cfg.checkpoint_every == 0:
                 yield from checkpoint()
+        yield from evaluation()
     except Stopped:
         if step != last_saved:
             yield from checkpoint()
@@ -183,29 +204,75 @@ def train(
     yield Status("completed", "Finished", step, t_cfg.steps)
 
 
-def _one_step(
-    cfg: RunConfig,
-    models: LoadedModels,
-    algo,
-    reward,
-    prompt_set,
-    templated,
-    sampler,
-    step: int,
-    started: float,
-    control: Control,
-) -> Iterator[Event]:
+@dataclass
+class _Run:
+    """What every step of one run needs."""
+
+    cfg: RunConfig
+    models: LoadedModels
+    algo: object
+    reward: object
+    prompt_set: object
+    templated: list[str]
+    sampler: PromptSampler
+    control: Control
+    rated: list[Transition] | None
+    train_idx: list[int]
+
+
+def _rated_transitions(cfg: RunConfig, models: LoadedModels) -> list[Transition]:
+    """The offline data set tokenised as the policy would have produced it."""
+    tok = models.tokenizer
+    end = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    items = []
+    for row in load_rated(cfg.ilql.dataset, cfg.base_dir):
+        prompt = format_prompt(tok, row["prompt"], cfg.data.chat_template)
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"][-cfg.data.max_prompt_tokens :]
+        c_ids = tok(row["completion"], add_special_tokens=False)["input_ids"]
+        c_ids = c_ids[: cfg.generation.max_new_tokens - len(end)] + end
+        items.append(Transition(tuple(p_ids), tuple(c_ids), float(row["reward"])))
+    # Standardised rewards: Q - V is then in units of the data's spread, so beta means
+    # the same on every task.
+    rewards = np.array([t.reward for t in items])
+    mean, std = rewards.mean(), max(rewards.std(), 1e-8)
+    return [dataclasses.replace(t, reward=float((t.reward - mean) / std)) for t in items]
+
+
+def _offline_step(run: _Run, step: int, started: float) -> Iterator[Event]:
+    """One ILQL update on a batch of the rated data set (no generation)."""
+    t0 = time.perf_counter()
+    items = [run.rated[i] for i in run.sampler.indices(step)]
+    batch = collate(items, run.models.tokenizer.pad_token_id, run.models.device)
+    update = run.algo.update(batch, batch.scores)
+    t1 = time.perf_counter()
+    values = {
+        "offline/batch_reward_z": float(batch.scores.mean()),
+        "response/length_mean": float(batch.mask.sum(1).mean()),
+        "time/rollout_s": 0.0,
+        "time/update_s": t1 - t0,
+        "perf/tokens_per_s": float(batch.mask.sum()) / max(t1 - t0, 1e-9),
+        "memory/peak_mb": peak_memory_mb(run.models.device),
+        "lr": run.algo.optimizer.param_groups[0]["lr"],
+        **update.metrics,
+    }
+    yield Metrics(step, time.perf_counter() - started, values)
+
+
+def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
+    cfg, models, algo, reward = run.cfg, run.models, run.algo, run.reward
     # Each prompt k times in a row: groups stay contiguous for RLOO / GRPO.
-    idx = [i for i in sampler.indices(step) for _ in range(cfg.algorithm.group_size)]
-    prompts, columns = prompt_set.batch(idx)
+    picked = [run.train_idx[i] for i in run.sampler.indices(step)]
+    idx = [i for i in picked for _ in range(cfg.algorithm.group_size)]
+    prompts, columns = run.prompt_set.batch(idx)
     t0 = time.perf_counter()
     rollout = generate_rollout(
         models,
-        [templated[i] for i in idx],
+        [run.templated[i] for i in idx],
         cfg.generation,
         cfg.data.max_prompt_tokens,
-        control,
+        run.control,
         chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
+        ilql=cfg.ilql,
     )
     t1 = time.perf_counter()
     result = reward(prompts, rollout.completions, **columns)
@@ -239,8 +306,3 @@ def _one_step(
                 models, rollout, prompts, result, result.total, update, cfg.logging.samples_per_step
             ),
         )
-
-
-def last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    found = list_checkpoints(checkpoint_dir)
-    return found[-1] if found else None

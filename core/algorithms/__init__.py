@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.algorithms.a2c import A2C
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.grpo import GRPO
+from core.algorithms.ilql import ILQL
 from core.algorithms.ppo import PPO
 from core.algorithms.reinforce import Reinforce
 from core.algorithms.rloo import RLOO
@@ -15,12 +16,20 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     "reinforce": Reinforce,
     "rloo": RLOO,
     "grpo": GRPO,
+    "ilql": ILQL,
 }
 
 
 def make_algorithm(cfg, models, optimizer, scheduler) -> Algorithm:
     """The configured algorithm bound to a policy and its optimiser."""
     cls = ALGORITHMS[cfg.algorithm.name]
+    extra = {}
+    if cls is ILQL:
+        extra = {
+            "ilql": cfg.ilql,
+            "seed": cfg.training.seed,
+            "pad_id": models.tokenizer.pad_token_id,
+        }
     return cls(
         cfg.algorithm,
         models.policy,
@@ -30,6 +39,7 @@ def make_algorithm(cfg, models, optimizer, scheduler) -> Algorithm:
         temperature=cfg.generation.temperature,
         device=models.device,
         dtype=models.dtype,
+        **extra,
     )
 
 

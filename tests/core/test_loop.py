@@ -26,18 +26,40 @@ REQUIRED_KEYS = {
     "perf/tokens_per_s",
     "memory/peak_mb",
 }
-PPO_KEYS = {"loss/value", "policy/clipfrac", "policy/approx_kl", "value/explained_variance"}
 
 
 def _metrics(events):
     return [e for e in events if isinstance(e, Metrics)]
 
 
-@pytest.mark.parametrize("algorithm", ["ppo", "reinforce"])
+GROUPED = {"algorithm.group_size": 4, "training.batch_size": 2}
+LEARNING = {
+    "ppo": {},
+    "a2c": {},
+    "reinforce": {},
+    "rloo": {**GROUPED, "training.learning_rate": 1e-3},
+    "grpo": GROUPED,
+}
+# ILQL checkpoints and resumes like the others; its learning on this task is too weak
+# yet for a firm bar (issue #4 note), so it is not in the learning test.
+RESUMABLE = {**LEARNING, "ilql": {}}
+KEYS_BY_ALGORITHM = {
+    "ppo": {"loss/value", "policy/clipfrac", "policy/approx_kl", "value/explained_variance"},
+    "a2c": {"loss/value", "value/explained_variance"},
+    "grpo": {"policy/clipfrac", "policy/approx_kl", "objective/frac_reward_zero_std"},
+}
+
+
+@pytest.mark.parametrize("algorithm", list(LEARNING))
 def test_reward_rises_on_a_learnable_task(algorithm):
     """The share of the letter "e" after a fixed prompt: the first 5 steps vs the last 5."""
     cfg = tiny_config(
-        {"algorithm.name": algorithm, "training.steps": 40, "training.checkpoint_every": 0}
+        {
+            "algorithm.name": algorithm,
+            "training.steps": 40,
+            "training.checkpoint_every": 0,
+            **LEARNING[algorithm],
+        }
     )
     metrics = _metrics(list(train(cfg)))
     rewards = np.array([m.values["reward/mean"] for m in metrics])
@@ -45,9 +67,8 @@ def test_reward_rises_on_a_learnable_task(algorithm):
     first, last = rewards[:5].mean(), rewards[-5:].mean()
     assert last > first + 0.02, f"{algorithm}: reward went {first:.3f} -> {last:.3f}"
     keys = set(metrics[-1].values)
-    assert REQUIRED_KEYS <= keys
-    if algorithm == "ppo":
-        assert PPO_KEYS <= keys
+    assert keys >= REQUIRED_KEYS
+    assert keys >= KEYS_BY_ALGORITHM.get(algorithm, set())
 
 
 def test_same_seed_same_run_on_cpu():
@@ -70,21 +91,20 @@ def test_samples_carry_per_token_detail():
     assert row.components["letter_e"] == pytest.approx(row.reward)
 
 
-def test_resume_gives_the_same_next_steps_as_an_uninterrupted_run(tmp_path):
-    cfg = tiny_config({"training.steps": 4, "training.checkpoint_every": 2})
+@pytest.mark.parametrize("algorithm", list(RESUMABLE))
+def test_resume_gives_the_same_next_steps_as_an_uninterrupted_run(tmp_path, algorithm):
+    extra = {"algorithm.name": algorithm, **RESUMABLE[algorithm]}
+    cfg = tiny_config({**extra, "training.steps": 4, "training.checkpoint_every": 2})
     straight = _metrics(train(cfg, checkpoint_dir=tmp_path / "a"))
-    first_half = list(
-        train(
-            tiny_config({"training.steps": 2, "training.checkpoint_every": 2}),
-            checkpoint_dir=tmp_path / "b",
-        )
-    )
+    half = tiny_config({**extra, "training.steps": 2, "training.checkpoint_every": 2})
+    first_half = list(train(half, checkpoint_dir=tmp_path / "b"))
     ckpt = [e for e in first_half if isinstance(e, Checkpoint)][-1]
     assert ckpt.step == 2
     resumed = _metrics(train(cfg, checkpoint_dir=tmp_path / "b", resume_from=ckpt.path))
     assert [m.step for m in resumed] == [3, 4]
     for a, b in zip(straight[2:], resumed):
-        for key in ("reward/mean", "objective/kl", "loss/policy", "loss/value"):
+        keys = {"reward/mean", "objective/kl", "loss/policy", "loss/value", "loss/q", "loss/v"}
+        for key in keys & set(a.values):
             assert a.values[key] == pytest.approx(b.values[key], rel=1e-5, abs=1e-7), key
 
 
@@ -183,3 +203,13 @@ def test_a_nan_reward_stops_with_a_clear_error_and_keeps_the_last_good_step(tmp_
             seen.append(event)
     assert [m.step for m in _metrics(seen)] == [1, 2]
     assert [e.step for e in seen if isinstance(e, Checkpoint)] == [2]  # resume from here
+
+
+def test_online_ilql_logs_its_losses_and_fills_the_replay_buffer():
+    cfg = tiny_config(
+        {"algorithm.name": "ilql", "training.steps": 3, "training.checkpoint_every": 0}
+    )
+    metrics = _metrics(train(cfg))
+    last = metrics[-1].values
+    assert {"loss/q", "loss/v", "loss/cql", "loss/awac", "q/mean", "v/mean"} <= set(last)
+    assert [m.values["ilql/buffer_size"] for m in metrics] == [8.0, 16.0, 24.0]
