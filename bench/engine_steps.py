@@ -21,7 +21,23 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-def measure(recipe: str, steps: int) -> dict:
+# Every algorithm on the same prompts, lengths and completions per step (8 x 32 tokens).
+ALGORITHM_MATRIX = {
+    "ppo": {},
+    "a2c": {"algorithm.name": "a2c"},
+    "reinforce": {"algorithm.name": "reinforce"},
+    "rloo": {"algorithm.name": "rloo", "algorithm.group_size": 4, "training.batch_size": 2},
+    "grpo": {"algorithm.name": "grpo", "algorithm.group_size": 4, "training.batch_size": 2},
+    "ilql-online": {"algorithm.name": "ilql"},
+    "ilql-offline": {
+        "algorithm.name": "ilql",
+        "ilql.mode": "offline",
+        "ilql.dataset": "../datasets/story_sentiment_rated.jsonl",
+    },
+}
+
+
+def measure(recipe: str, steps: int, overrides: dict | None = None) -> dict:
     """Run one recipe for `steps` steps in this process; return its timings."""
     import torch
 
@@ -30,7 +46,15 @@ def measure(recipe: str, steps: int) -> dict:
     from core.train import train
 
     cfg = load_config(ROOT / "assets" / "recipes" / f"{recipe}.toml")
-    cfg = with_overrides(cfg, {"training.steps": steps, "training.checkpoint_every": 0})
+    cfg = with_overrides(
+        cfg,
+        {
+            "training.steps": steps,
+            "training.checkpoint_every": 0,
+            "data.heldout_fraction": 0.0,
+            **(overrides or {}),
+        },
+    )
     rows = [e.values for e in train(cfg) if isinstance(e, Metrics)]
     timed = rows[1:] if len(rows) > 1 else rows  # step 1 warms caches and allocators
     mean = lambda key: sum(r[key] for r in timed) / len(timed)  # noqa: E731
@@ -38,7 +62,7 @@ def measure(recipe: str, steps: int) -> dict:
         "recipe": recipe,
         "algorithm": cfg.algorithm.name,
         "model": cfg.model.name,
-        "batch_size": cfg.training.batch_size,
+        "batch_size": cfg.training.batch_size * cfg.algorithm.group_size,
         "max_new_tokens": cfg.generation.max_new_tokens,
         "steps": steps,
         "timed_steps": len(timed),
@@ -53,29 +77,64 @@ def measure(recipe: str, steps: int) -> dict:
     }
 
 
+def print_table(results: list[dict]) -> None:
+    print(
+        "| run | algorithm | completions x tokens | s/step | rollout s | update s "
+        "| tokens/s | peak MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['label']} | {r['algorithm']} | {r['batch_size']} x {r['max_new_tokens']} | "
+            f"{r['step_s']:.1f} | {r['rollout_s']:.1f} | {r['update_s']:.1f} | "
+            f"{r['tokens_per_s']:.1f} | {r['peak_mb']:.0f} |"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--recipes", nargs="+", default=["sentiment_ppo", "length_reinforce"])
+    parser.add_argument(
+        "--algorithms",
+        action="store_true",
+        help="every algorithm on sentiment_ppo's prompts and lengths",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.steps)))
+        print(json.dumps(measure(args.child, args.steps, json.loads(args.overrides))))
         return 0
     from core.paths import cache_dir  # converted models are shared, runs are not
 
+    if args.algorithms:
+        jobs = [("sentiment_ppo", name, o) for name, o in ALGORITHM_MATRIX.items()]
+    else:
+        jobs = [(recipe, recipe, {}) for recipe in args.recipes]
     results = []
-    for recipe in args.recipes:
+    for recipe, label, overrides in jobs:
         with tempfile.TemporaryDirectory() as home:
             out = subprocess.run(
-                [sys.executable, __file__, "--child", recipe, "--steps", str(args.steps)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    recipe,
+                    "--steps",
+                    str(args.steps),
+                    "--overrides",
+                    json.dumps(overrides),
+                ],
                 capture_output=True,
                 text=True,
-                check=True,
                 cwd=ROOT,
                 env={**os.environ, "RLSTUDIO_HOME": home, "RLSTUDIO_CACHE": str(cache_dir())},
             )
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        if out.returncode != 0:  # keep the other rows; say what failed
+            print(f"{label}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append({"label": label, **json.loads(out.stdout.strip().splitlines()[-1])})
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -83,25 +142,9 @@ def main() -> int:
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "engine_steps.json").write_text(json.dumps(report, indent=2))
-    header = (
-        "recipe",
-        "algorithm",
-        "batch x tokens",
-        "s/step",
-        "rollout s",
-        "update s",
-        "tokens/s",
-        "peak MB",
-    )
-    print("| " + " | ".join(header) + " |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(
-            f"| {r['recipe']} | {r['algorithm']} | {r['batch_size']} x {r['max_new_tokens']} | "
-            f"{r['step_s']:.1f} | {r['rollout_s']:.1f} | {r['update_s']:.1f} | "
-            f"{r['tokens_per_s']:.1f} | {r['peak_mb']:.0f} |"
-        )
+    name = "engine_algorithms.json" if args.algorithms else "engine_steps.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2))
+    print_table(results)
     return 0
 
 

@@ -249,6 +249,7 @@ def _offline_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         "offline/batch_reward_z": float(batch.scores.mean()),
         "response/length_mean": float(batch.mask.sum(1).mean()),
         "time/rollout_s": 0.0,
+        "time/reward_s": 0.0,
         "time/update_s": t1 - t0,
         "perf/tokens_per_s": float(batch.mask.sum()) / max(t1 - t0, 1e-9),
         "memory/peak_mb": peak_memory_mb(run.models.device),
