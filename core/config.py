@@ -138,6 +138,12 @@ class IlqlConfig:
     awac_scale: float = setting(1.0, "Weight of the advantage-weighted LM loss", min=0.0, max=100.0)
     beta: float = setting(1.0, "Decoding: logits + beta * (Q - V)", min=0.0, max=100.0)
     polyak: float = setting(0.05, "Target Q update rate (Polyak averaging)", min=0.0, max=1.0)
+    heads_lr_scale: float = setting(
+        10.0,
+        "Learning rate of the Q and V heads, as a multiple of training.learning_rate",
+        min=0.01,
+        max=1000.0,
+    )
     two_qs: bool = setting(True, "Two Q heads, taking the minimum (less over-estimation)")
     replay_size: int = setting(
         512, "Online: completions kept in the replay buffer", min=1, max=10**7

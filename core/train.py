@@ -41,9 +41,16 @@ def seed_everything(seed: int) -> None:
 def _make_optimizer(cfg: RunConfig, policy):
     from transformers import get_scheduler
 
-    params = [p for p in policy.parameters() if p.requires_grad]
     t = cfg.training
-    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    # Fresh ILQL heads learn faster than a pretrained LM should move: their own rate.
+    heads, rest = [], []
+    for name, p in policy.named_parameters():
+        if p.requires_grad:
+            (heads if name.startswith("ilql_heads.") else rest).append(p)
+    groups = [{"params": rest}]
+    if heads:
+        groups.append({"params": heads, "lr": t.learning_rate * cfg.ilql.heads_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay)
     scheduler = get_scheduler(
         t.lr_schedule, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=t.steps
     )

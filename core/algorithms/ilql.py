@@ -334,6 +334,7 @@ class ILQL(Algorithm):
             self.scheduler.step()
             kl = torch.zeros_like(batch.mask)
         metrics["ilql/buffer_size"] = float(len(self.buffer))
+        metrics["loss/policy"] = metrics["loss/awac"]  # the term that trains the LM itself
         return UpdateResult(metrics, advantages, kl)
 
     def state_dict(self) -> dict:

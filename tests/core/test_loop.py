@@ -39,14 +39,14 @@ LEARNING = {
     "reinforce": {},
     "rloo": {**GROUPED, "training.learning_rate": 1e-3},
     "grpo": GROUPED,
+    "ilql": {},
 }
-# ILQL checkpoints and resumes like the others; its learning on this task is too weak
-# yet for a firm bar (issue #4 note), so it is not in the learning test.
-RESUMABLE = {**LEARNING, "ilql": {}}
+RESUMABLE = LEARNING
 KEYS_BY_ALGORITHM = {
     "ppo": {"loss/value", "policy/clipfrac", "policy/approx_kl", "value/explained_variance"},
     "a2c": {"loss/value", "value/explained_variance"},
     "grpo": {"policy/clipfrac", "policy/approx_kl", "objective/frac_reward_zero_std"},
+    "ilql": {"loss/q", "loss/v", "loss/cql", "loss/awac", "q/mean", "v/mean"},
 }
 
 
