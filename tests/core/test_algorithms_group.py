@@ -16,20 +16,7 @@ from core.algorithms.group import (
     rloo_advantages,
     rloo_loss,
 )
-
-NAN = float("nan")
-
-
-def t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
-
-
-def close(a, b, atol=1e-6):
-    a = torch.as_tensor(a, dtype=torch.float32)
-    b = torch.as_tensor(b, dtype=torch.float32)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert torch.allclose(a, b, atol=atol, rtol=0), (a, b)
-
+from tests.core.helpers import NAN, close, t
 
 # --- grouping --------------------------------------------------------------------------------
 

@@ -19,21 +19,10 @@ from core.algorithms.ilql import (
     ilql_losses,
     polyak_update,
 )
+from tests.core.helpers import NAN, close, t
 
-NAN = float("nan")
 LN2 = math.log(2.0)
 LN3 = math.log(3.0)
-
-
-def t(x) -> torch.Tensor:
-    return torch.tensor(x, dtype=torch.float32)
-
-
-def close(a, b, atol=1e-6):
-    a = torch.as_tensor(a, dtype=torch.float32)
-    b = torch.as_tensor(b, dtype=torch.float32)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    assert torch.allclose(a, b, atol=atol, rtol=0), (a, b)
 
 
 def _one_hot_q(taken: list[list[float]], actions: list[list[int]], vocab: int, fill=9.0):
