@@ -7,9 +7,11 @@ run failed (with the message) and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -141,11 +143,12 @@ def _train(args) -> int:
     store = _store(args)
     from core.progress import ConsoleProgress
 
-    with ConsoleProgress(cfg.training.steps) as bar:
+    with ConsoleProgress(cfg.training.steps) as bar, _stop_on_signals() as control:
         run_id = start_run(
             cfg,
             store,
             name=args.name or default_run_name(cfg, args.recipe),
+            control=control,
             on_event=bar.on_event,
             progress=bar.say,
         )
@@ -163,8 +166,15 @@ def _resume(args) -> int:
     if info.status == "running":
         print(f"rlstudio: error: run {args.run_id} is still running", file=sys.stderr)
         return EXIT_BAD_INPUT
-    with ConsoleProgress(args.steps or info.total_steps) as bar:
-        resume_run(store, args.run_id, steps=args.steps, on_event=bar.on_event, progress=bar.say)
+    with ConsoleProgress(args.steps or info.total_steps) as bar, _stop_on_signals() as control:
+        resume_run(
+            store,
+            args.run_id,
+            steps=args.steps,
+            control=control,
+            on_event=bar.on_event,
+            progress=bar.say,
+        )
     info = store.run(args.run_id)
     print(f"run {args.run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
     return 0
@@ -252,6 +262,32 @@ def _export(args) -> int:
     )
     print(f"exported run {args.run_id} (step {ckpt.step}) to {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl+C or SIGTERM asks the run to stop cleanly (it saves a checkpoint of the last
+    finished step and is stored as stopped); a second Ctrl+C quits at once."""
+    from core.control import Control
+
+    control = Control()
+
+    def ask_to_stop(signum, _frame):
+        if control.stopped:
+            raise KeyboardInterrupt
+        print(
+            f"\nrlstudio: {signal.Signals(signum).name}: stopping after the current step "
+            "(again to quit now)",
+            file=sys.stderr,
+        )
+        control.stop()
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield control
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _say(message: str) -> None:

@@ -169,3 +169,44 @@ def test_sigkill_mid_run_leaves_a_sound_database_and_resume_carries_on(db, tmp_p
     assert after.status == RunStatus.COMPLETED and after.last_step == target
     assert steps == list(range(1, target + 1))  # no gap, no duplicate
     assert any(f"at step {ckpt}" in line for line in logs)
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues(db):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "--db",
+            db,
+            "train",
+            str(TINY_RECIPE),
+            "--steps",
+            "500",
+            "--set",
+            "training.checkpoint_every=0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    with Store(db) as store:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            runs = store.runs()
+            if runs and runs[0].last_step >= 2:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        run = store.runs()[0]
+        assert f"run {run.id} stopped: {run.last_step} steps" in out
+        assert run.status == RunStatus.STOPPED
+        assert "stopping after the current step" in err
+        assert store.last_checkpoint(run.id).step == run.last_step  # nothing finished is lost
+    resumed = rlstudio("--db", db, "resume", str(run.id), "--steps", str(run.last_step + 2))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"completed: {run.last_step + 2} steps" in resumed.stdout
