@@ -7,6 +7,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from core.events import Event, Log, Metrics, Status
 
+# What the live line shows, when the step logged it: (metric, label, format).
+STATS = (
+    ("reward/mean", "reward", "+.3f"),
+    ("objective/kl", "kl", ".3f"),
+    ("loss/total", "loss", ".3f"),
+)
+
 
 class ConsoleProgress:
     def __init__(self, total_steps: int) -> None:
@@ -34,12 +41,14 @@ class ConsoleProgress:
     def on_event(self, event: Event) -> None:
         if isinstance(event, Metrics):
             v = event.values
-            stats = (
-                f"reward {v.get('reward/mean', float('nan')):+.3f}  "
-                f"kl {v.get('objective/kl', float('nan')):.3f}  "
-                f"{v.get('time/rollout_s', 0) + v.get('time/update_s', 0):.1f}s/step"
-            )
-            self.progress.update(self.task, completed=event.step, stats=stats)
+            if "time/update_s" not in v:  # an evaluation: one line of its own
+                shown = {k.removeprefix("eval/"): x for k, x in v.items() if k.startswith("eval/")}
+                text = "  ".join(f"{k} {x:.3g}" for k, x in sorted(shown.items()))
+                self.console.print(f"eval at step {event.step}: {text}")
+                return
+            parts = [f"{label} {v[key]:{fmt}}" for key, label, fmt in STATS if key in v]
+            parts.append(f"{v.get('time/rollout_s', 0) + v['time/update_s']:.1f}s/step")
+            self.progress.update(self.task, completed=event.step, stats="  ".join(parts))
         elif isinstance(event, Status):
             self.progress.update(
                 self.task,
