@@ -28,6 +28,39 @@ def rlstudio(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )
 
 
+def start_long_run(db: str, checkpoint_every: int, **popen) -> subprocess.Popen:
+    """`rlstudio train` of the tiny recipe for 500 steps, in its own process."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "--db",
+            db,
+            "train",
+            str(TINY_RECIPE),
+            "--steps",
+            "500",
+            "--set",
+            f"training.checkpoint_every={checkpoint_every}",
+        ],
+        env=os.environ.copy(),
+        **popen,
+    )
+
+
+def wait_for(proc: subprocess.Popen, store: Store, ready) -> None:
+    """Poll the store until ready(runs) while the process lives (4 minutes at most)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = store.runs()
+        if runs and ready(store, runs[0]):
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    pytest.fail("the run never got there")
+
+
 @pytest.fixture
 def db(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'runs.db'}"
@@ -120,34 +153,9 @@ def test_a_broken_reward_marks_the_run_failed_with_its_message(db, tmp_path, cap
 
 
 def test_sigkill_mid_run_leaves_a_sound_database_and_resume_carries_on(db, tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "core.cli",
-            "--db",
-            db,
-            "train",
-            str(TINY_RECIPE),
-            "--steps",
-            "500",
-            "--set",
-            "training.checkpoint_every=3",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    proc = start_long_run(db, 3, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = Store(db)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        runs = store.runs()
-        if runs and store.checkpoints(runs[0].id) and runs[0].last_step >= 4:
-            break
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.2)
-    else:
-        pytest.fail("the run never reached a checkpoint")
+    wait_for(proc, store, lambda st, run: st.checkpoints(run.id) and run.last_step >= 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     store.close()
@@ -172,33 +180,9 @@ def test_sigkill_mid_run_leaves_a_sound_database_and_resume_carries_on(db, tmp_p
 
 
 def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues(db):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "core.cli",
-            "--db",
-            db,
-            "train",
-            str(TINY_RECIPE),
-            "--steps",
-            "500",
-            "--set",
-            "training.checkpoint_every=0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    proc = start_long_run(db, 0, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with Store(db) as store:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            runs = store.runs()
-            if runs and runs[0].last_step >= 2:
-                break
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.2)
+        wait_for(proc, store, lambda _st, run: run.last_step >= 2)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
