@@ -99,6 +99,7 @@ def generate_rollout(
         max_length=max_prompt_tokens,
         add_special_tokens=False,
     ).to(device)
+    end_ids = _end_ids(tokenizer, lm)
     from transformers import GenerationConfig as HFGenerationConfig
     from transformers import StoppingCriteriaList
 
@@ -110,7 +111,7 @@ def generate_rollout(
         max_new_tokens=gen.max_new_tokens,
         use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=_end_ids(tokenizer, lm),
+        eos_token_id=end_ids,
         stop_strings=list(gen.stop) or None,
     )
     criteria = StoppingCriteriaList([GenerationGate(control)] if control else [])
@@ -125,7 +126,7 @@ def generate_rollout(
                 enc["attention_mask"],
                 gen,
                 ilql or IlqlConfig(),
-                _end_ids(tokenizer, lm),
+                end_ids,
                 control,
                 explore,
             )
@@ -141,7 +142,7 @@ def generate_rollout(
             raise Stopped
         prompt_len = enc["input_ids"].shape[1]
         response = out[:, prompt_len:]
-        mask, ended = response_mask(response, _end_ids(tokenizer, lm))
+        mask, ended = response_mask(response, end_ids)
         if gen.stop:
             mask, ended = _cut_at_stop_strings(response, mask, ended, tokenizer, gen.stop)
         attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)

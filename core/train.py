@@ -57,7 +57,7 @@ def _make_optimizer(cfg: RunConfig, policy):
     return optimizer, scheduler
 
 
-def _samples(models: LoadedModels, rollout: Rollout, prompts, result, totals, update, n) -> tuple:
+def _samples(models: LoadedModels, rollout: Rollout, prompts, result, update, n) -> tuple:
     """The first n completions with per-token logprob, KL and advantage, as plain lists."""
     rows = []
     tok = models.tokenizer
@@ -68,7 +68,7 @@ def _samples(models: LoadedModels, rollout: Rollout, prompts, result, totals, up
             Sample(
                 prompt=prompts[i],
                 completion=rollout.completions[i],
-                reward=float(totals[i]),
+                reward=float(result.total[i]),
                 components={k: float(v[i]) for k, v in result.components.items()},
                 tokens=[tok.decode([t]) for t in ids],
                 logprobs=rollout.logprobs[i][keep].tolist(),
@@ -310,7 +310,5 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     if cfg.logging.samples_per_step:
         yield Samples(
             step,
-            _samples(
-                models, rollout, prompts, result, result.total, update, cfg.logging.samples_per_step
-            ),
+            _samples(models, rollout, prompts, result, update, cfg.logging.samples_per_step),
         )
