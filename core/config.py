@@ -172,6 +172,21 @@ class RewardConfig:
     components: tuple[RewardComponentConfig, ...] = setting(
         (RewardComponentConfig(),), "Reward components, summed with their weights"
     )
+    normalize: bool = setting(
+        False,
+        "Standardise the total reward by its running mean and std before the update "
+        "(clipping and std scaling are algorithm.reward_clip and algorithm.scale_rewards)",
+    )
+    time_limit_s: float = setting(
+        30.0, "Seconds reward code (python rewards) may take on one batch", min=0.1, max=86400.0
+    )
+    memory_limit_mb: int = setting(
+        4096,
+        "Memory cap of the process running reward code, in MB (Linux); 0 = no cap, "
+        "needed for reward code that uses a GPU",
+        min=0,
+        max=10**7,
+    )
 
 
 @dataclass(frozen=True)
@@ -393,3 +408,10 @@ def field_info(cls: type) -> list[tuple[str, Any, types.MappingProxyType]]:
         for f in dataclasses.fields(cls)
         if not f.metadata.get("hidden")
     ]
+
+
+def check_setting(cls: type, name: str, value: Any, prefix: str = "") -> Any:
+    """Check one field of `cls` as a recipe would (type, range, choices): what a form
+    calls on every edit to show an inline message. Raises ConfigError."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    return _check_value(f"{prefix}.{name}" if prefix else name, value, _hints(cls)[name], meta)

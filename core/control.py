@@ -17,7 +17,11 @@ class Stopped(Exception):
 
 
 class Control:
-    def __init__(self) -> None:
+    """``pause_on_reward_error``: when reward code fails, pause (the user fixes the code
+    and resumes; the same completions are scored again) instead of ending the run."""
+
+    def __init__(self, pause_on_reward_error: bool = False) -> None:
+        self.pause_on_reward_error = pause_on_reward_error
         self._running = threading.Event()
         self._running.set()
         self._stop = threading.Event()

@@ -22,6 +22,9 @@ __all__ = [
     "distinct_n",
     "perplexity",
     "rouge_l",
+    "sentence_bleu",
+    "sentence_chrf",
+    "sentence_rouge_l",
     "split_heldout",
     "text_metrics",
 ]
@@ -124,9 +127,43 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str | None]) -> floa
     hyps, refs = _aligned_pairs("rouge_l", hypotheses, references)
     if not hyps:
         return math.nan
+    return sum(sentence_rouge_l(hyp, [ref]) for hyp, ref in zip(hyps, refs)) / len(hyps)
+
+
+# ---- one hypothesis at a time (the reference-based rewards) -----------------------------
+
+
+@lru_cache(maxsize=4)
+def _sentence_bleu_metric(lowercase: bool):
+    return _import_sacrebleu().BLEU(lowercase=lowercase, effective_order=True)
+
+
+@lru_cache(maxsize=4)
+def _sentence_chrf_metric(word_order: int):
+    return _import_sacrebleu().CHRF(word_order=word_order)
+
+
+def sentence_bleu(hypothesis: str, references: Sequence[str], lowercase: bool = False) -> float:
+    """Sentence BLEU (sacrebleu's sentence_bleu: exp smoothing, effective order), 0..100.
+
+    Several references count as alternatives, as in corpus BLEU.
+    """
+    return float(
+        _sentence_bleu_metric(lowercase).sentence_score(hypothesis, list(references)).score
+    )
+
+
+def sentence_chrf(hypothesis: str, references: Sequence[str], word_order: int = 0) -> float:
+    """Sentence chrF (word_order 2: chrF++), 0..100; the best over several references."""
+    return float(
+        _sentence_chrf_metric(word_order).sentence_score(hypothesis, list(references)).score
+    )
+
+
+def sentence_rouge_l(hypothesis: str, references: Sequence[str]) -> float:
+    """ROUGE-L F1 (as ``rouge_l``), 0..1; the best over several references."""
     scorer = _rouge_l_scorer()
-    total = sum(scorer.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hyps, refs))
-    return float(total / len(hyps))
+    return float(max(scorer.score(ref, hypothesis)["rougeL"].fmeasure for ref in references))
 
 
 def text_metrics(

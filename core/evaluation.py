@@ -56,7 +56,7 @@ def evaluate(
             ilql=cfg.ilql,
             explore=False,
         )
-        result = reward(prompts, rollout.completions, **columns)
+        result = reward(prompts, rollout.completions, **rollout.reward_columns(columns))
         completions += rollout.completions
         totals += result.total
         for name, values in result.components.items():

@@ -50,11 +50,28 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Log:
-    level: str
+    level: str  # "info", "error", or "reward" for what reward code printed
     message: str
 
 
-Event = Status | Metrics | Samples | Checkpoint | Log
+@dataclass(frozen=True)
+class RewardFailure:
+    """Reward code failed on the rollout of `step`; the run pauses until it is fixed.
+
+    `component`, `sample_index` and `lineno` (of the user's file) are None where not
+    known; `prompt` and `completion` are those of the failing sample, when there is one.
+    """
+
+    step: int
+    message: str
+    component: str | None = None
+    sample_index: int | None = None
+    lineno: int | None = None
+    prompt: str | None = None
+    completion: str | None = None
+
+
+Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure
 
 
 def as_record(sample: Sample, step: int, idx: int) -> dict[str, Any]:

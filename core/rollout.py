@@ -35,6 +35,11 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         return self.mask.sum(-1)
 
+    def reward_columns(self, columns: dict[str, list]) -> dict[str, list]:
+        """The prompt set's columns for the reward, plus ``finished``: per completion,
+        whether it ended by itself (EOS or a stop string) rather than at max_new_tokens."""
+        return {**columns, "finished": self.ended.tolist()}
+
 
 def response_mask(response: torch.Tensor, end_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """1 up to and including the first end token, 0 after it; plus whether one was seen."""

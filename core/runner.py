@@ -17,12 +17,12 @@ from core.config import RunConfig, from_dict, to_dict, validate
 from core.control import Control
 from core.data import load_prompts
 from core.errors import RunStateError
-from core.events import Checkpoint, Event, Log, Metrics, Samples, Status, as_record
+from core.events import Checkpoint, Event, Log, Metrics, RewardFailure, Samples, Status, as_record
 from core.models import TINY_RANDOM, resolve_source
 from core.paths import data_dir
-from core.rewards import build_reward
+from core.rewards import RewardError
 from core.store import RunRecorder, RunStatus, Store
-from core.train import train
+from core.train import build_run_reward, train
 
 EventCallback = Callable[[Event], None]
 
@@ -43,7 +43,7 @@ def preflight(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> 
     RewardConfigError with one clear message."""
     cfg = validate(cfg)
     load_prompts(cfg.data, cfg.base_dir)
-    build_reward(cfg.reward.components, tokenizer=_TokenCounter(), base_dir=cfg.base_dir or None)
+    build_run_reward(cfg, _TokenCounter()).close()
     if cfg.model.name != TINY_RANDOM:
         resolve_source(cfg.model.name, progress)
     return cfg
@@ -71,8 +71,11 @@ def start_run(
     control: Control | None = None,
     on_event: EventCallback | None = None,
     progress: Callable[[str], None] | None = None,
+    on_run_id: Callable[[int], None] | None = None,
 ) -> int:
-    """Create the run row and train to the end (or a stop). Returns the run id."""
+    """Create the run row and train to the end (or a stop). Returns the run id.
+
+    ``on_run_id`` hears the new id before training starts (the studio follows the run)."""
     run_id = store.create_run(
         name=name,
         config=dict(to_dict(cfg), base_dir=cfg.base_dir),
@@ -81,6 +84,8 @@ def start_run(
         seed=cfg.training.seed,
         total_steps=cfg.training.steps,
     )
+    if on_run_id is not None:
+        on_run_id(run_id)
     _drive(cfg, store, run_id, control, on_event, None, progress)
     return run_id
 
@@ -146,6 +151,16 @@ def _drive(
             recorder.flush()
             store.set_status(run_id, RunStatus.STOPPED, error="interrupted (Ctrl+C)")
             raise
+        except RewardError as exc:
+            recorder.flush()
+            message = (
+                f"{exc} (the run is kept up to its last finished step: fix the reward, then "
+                f"`rlstudio resume {run_id}` carries it on)"
+            )
+            store.set_status(run_id, RunStatus.FAILED, error=message)
+            raise RewardError(
+                message, component=exc.component, sample_index=exc.sample_index, lineno=exc.lineno
+            ) from exc
         except BaseException as exc:
             recorder.flush()
             store.set_status(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -164,6 +179,8 @@ def _record(store: Store, recorder: RunRecorder, run_id: int, event: Event) -> N
         store.add_checkpoint(run_id, event.step, event.path)
     elif isinstance(event, Log):
         recorder.log(event.level, event.message)
+    elif isinstance(event, RewardFailure):
+        recorder.log("error", f"reward failed at step {event.step}: {event.message}")
     elif isinstance(event, Status) and event.state in ("running", "paused"):
         recorder.flush()
         store.set_status(run_id, RunStatus(event.state))
@@ -192,22 +209,24 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
         )
     reward = None
     results = {}
-    for label, path, step in (("before", None, 0), ("after", Path(ckpt.path), ckpt.step)):
-        torch.manual_seed(cfg.training.seed)  # both sides sample with the same seed
-        models = load_models(
-            cfg.model,
-            value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
-            seed=cfg.training.seed,
-            progress=progress,
-            ilql=cfg.ilql if cfg.algorithm.name == "ilql" else None,
-        )
-        if path is not None:
-            load_checkpoint(path, models.policy)
-        reward = reward or build_reward(
-            cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
-        )
-        results[label] = evaluate(models, cfg, prompt_set, heldout, reward)
-        store.add_metrics(run_id, [(step, 0.0, results[label])])
+    try:
+        for label, path, step in (("before", None, 0), ("after", Path(ckpt.path), ckpt.step)):
+            torch.manual_seed(cfg.training.seed)  # both sides sample with the same seed
+            models = load_models(
+                cfg.model,
+                value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
+                seed=cfg.training.seed,
+                progress=progress,
+                ilql=cfg.ilql if cfg.algorithm.name == "ilql" else None,
+            )
+            if path is not None:
+                load_checkpoint(path, models.policy)
+            reward = reward or build_run_reward(cfg, models.tokenizer)
+            results[label] = evaluate(models, cfg, prompt_set, heldout, reward)
+            store.add_metrics(run_id, [(step, 0.0, results[label])])
+    finally:
+        if reward is not None:
+            reward.close()
     return results
 
 
@@ -225,19 +244,16 @@ def rate_completions(cfg: RunConfig, out: Path, per_prompt: int = 1, progress=No
     torch.manual_seed(cfg.training.seed)
     models = load_models(cfg.model, value_head=False, seed=cfg.training.seed, progress=progress)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
-    reward = build_reward(
-        cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
-    )
     order = [i for i in range(len(prompt_set)) for _ in range(per_prompt)]
     out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with out.open("w", encoding="utf-8") as fh:
+    with build_run_reward(cfg, models.tokenizer) as reward, out.open("w", encoding="utf-8") as fh:
         for start in range(0, len(order), cfg.training.batch_size):
             idx = order[start : start + cfg.training.batch_size]
             prompts, columns = prompt_set.batch(idx)
             texts = [format_prompt(models.tokenizer, p, cfg.data.chat_template) for p in prompts]
             rollout = generate_rollout(models, texts, cfg.generation, cfg.data.max_prompt_tokens)
-            result = reward(prompts, rollout.completions, **columns)
+            result = reward(prompts, rollout.completions, **rollout.reward_columns(columns))
             for i, (prompt, completion) in enumerate(zip(prompts, rollout.completions)):
                 row = {
                     "prompt": prompt,

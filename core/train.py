@@ -10,26 +10,38 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from core.algorithms import ALGORITHMS, make_algorithm
-from core.algorithms.common import masked_mean
+from core.algorithms.common import RunningMoments, masked_mean
 from core.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from core.config import RunConfig, validate
 from core.control import Control, Stopped
 from core.data import PromptSampler, format_prompt, load_prompts, load_rated
 from core.evaluation import evaluate, heldout_split
-from core.events import Checkpoint, Event, Log, Metrics, Sample, Samples, Status
+from core.events import (
+    Checkpoint,
+    Event,
+    Log,
+    Metrics,
+    RewardFailure,
+    Sample,
+    Samples,
+    Status,
+)
 from core.models import LoadedModels, load_models
 from core.replay import Transition, collate
 from core.resources import peak_memory_mb
-from core.rewards import RewardError, build_reward
+from core.rewards import CompositeReward, RewardError, build_reward
 from core.rollout import Rollout, generate_rollout
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -106,9 +118,6 @@ def train(
         progress=progress,
         ilql=cfg.ilql if is_ilql else None,
     )
-    reward = build_reward(
-        cfg.reward.components, tokenizer=models.tokenizer, base_dir=cfg.base_dir or None
-    )
     optimizer, scheduler = _make_optimizer(cfg, models.policy)
     algo = make_algorithm(cfg, models, optimizer, scheduler)
     templated = [
@@ -121,11 +130,16 @@ def train(
     sampler = PromptSampler(
         len(rated) if rated else len(train_idx), t_cfg.batch_size, t_cfg.seed, cfg.data.shuffle
     )
-    run = _Run(cfg, models, algo, reward, prompt_set, templated, sampler, control, rated, train_idx)
+    run = _Run(cfg, models, algo, None, prompt_set, templated, sampler, control, rated, train_idx)
 
     def evaluation() -> Iterator[Event]:
         if heldout_idx:
-            values = evaluate(models, cfg, prompt_set, heldout_idx, reward, control)
+            values, _ = yield from _scored(
+                run,
+                step,
+                step,
+                lambda: evaluate(models, cfg, prompt_set, heldout_idx, run.reward, control),
+            )
             yield Metrics(step, time.perf_counter() - started, values)
 
     step, time_offset = 0, 0.0
@@ -135,6 +149,8 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         algo.load_state_dict(state["algorithm"])
         set_rng_state(state["rng"])
+        if "reward_moments" in state:
+            run.reward_moments.load_state_dict(state["reward_moments"])
         step, time_offset = state["step"], state.get("wall_time", 0.0)
         yield Log("info", f"resumed from {resume_from} at step {step}")
     started = time.perf_counter() - time_offset
@@ -148,6 +164,7 @@ def train(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "algorithm": algo.state_dict(),
+            "reward_moments": run.reward_moments.state_dict(),
             "wall_time": time.perf_counter() - started,
         }
         path = save_checkpoint(
@@ -161,14 +178,17 @@ def train(
         last_saved = step
         yield Checkpoint(step, str(path))
 
-    yield Status(
-        "running",
-        f"Training {cfg.algorithm.name} on {models.source} "
-        f"({models.device.type}, {str(models.dtype).removeprefix('torch.')})",
-        step,
-        t_cfg.steps,
-    )
+    # The reward starts last (user code gets its worker process here); `finally` stops it.
+    run.reward = build_run_reward(cfg, models.tokenizer, _collect_output(cfg, run.reward_output))
     try:
+        yield from _reward_logs(run)
+        yield Status(
+            "running",
+            f"Training {cfg.algorithm.name} on {models.source} "
+            f"({models.device.type}, {str(models.dtype).removeprefix('torch.')})",
+            step,
+            t_cfg.steps,
+        )
         if step == 0:
             if heldout_idx:
                 yield Log("info", f"evaluating on {len(heldout_idx)} held-out prompts")
@@ -206,9 +226,104 @@ def train(
         if step != last_saved:
             yield from checkpoint()
         raise
+    finally:
+        run.reward.close()
     if step != last_saved:
         yield from checkpoint()
     yield Status("completed", "Finished", step, t_cfg.steps)
+
+
+def build_run_reward(cfg: RunConfig, tokenizer=None, on_output=None) -> CompositeReward:
+    """The recipe's reward with its time and memory limits. Python rewards start their
+    worker processes here: close the result. `on_output(name, text)` gets their prints."""
+    return build_reward(
+        cfg.reward.components,
+        tokenizer=tokenizer,
+        base_dir=cfg.base_dir or None,
+        time_limit_s=cfg.reward.time_limit_s,
+        memory_limit_mb=cfg.reward.memory_limit_mb or None,
+        on_output=on_output,
+    )
+
+
+def _collect_output(cfg: RunConfig, output: list[str]) -> Callable[[str, str], None]:
+    """An `on_output` that keeps what reward code prints in `output`, for Log events."""
+    several = sum(c.kind == "python" for c in cfg.reward.components) > 1
+
+    def on_output(name: str, text: str) -> None:
+        text = text.rstrip("\n")
+        output.append(f"[{name}] {text}" if several else text)
+
+    return on_output
+
+
+def _reward_logs(run: _Run) -> Iterator[Event]:
+    """What reward code printed since the last call, as Log("reward", text) events."""
+    while run.reward_output:
+        yield Log("reward", run.reward_output.pop(0))
+
+
+def _scored(
+    run: _Run,
+    step: int,
+    done: int,
+    attempt: Callable[[], T],
+    prompts: Sequence[str] = (),
+    completions: Sequence[str] = (),
+) -> Generator[Event, None, tuple[T, float]]:
+    """`attempt()` (scoring with the run's reward) and the seconds it took.
+
+    If reward code fails and the control pauses on reward errors, the run pauses with a
+    `RewardFailure`; on resume the reward files are reloaded and `attempt` runs again on
+    the same completions, so no step is lost or repeated. A stop while paused raises
+    `Stopped`. Otherwise the `RewardError` propagates. `done` is the finished step count.
+    """
+    reload = False
+    while True:
+        t0 = time.perf_counter()
+        try:
+            if reload:
+                run.reward.reload()
+            value = attempt()
+            failure = None
+        except RewardError as exc:
+            failure = exc
+        elapsed = time.perf_counter() - t0
+        yield from _reward_logs(run)
+        if failure is None:
+            return value, elapsed
+        if not run.control.pause_on_reward_error:
+            raise failure
+        yield from _pause_for_fix(run, failure, step, done, prompts, completions)
+        reload = True
+
+
+def _pause_for_fix(
+    run: _Run,
+    failure: RewardError,
+    step: int,
+    done: int,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+) -> Iterator[Event]:
+    control, total = run.control, run.cfg.training.steps
+    i = failure.sample_index
+    known = i is not None and 0 <= i < len(completions)
+    control.pause()  # before the events, so a resume can only come after them
+    yield RewardFailure(
+        step,
+        str(failure),
+        failure.component,
+        i,
+        failure.lineno,
+        prompts[i] if known else None,
+        completions[i] if known else None,
+    )
+    yield Status(
+        "paused", f"Reward failed: {failure}. Fix the reward code, then resume.", done, total
+    )
+    control.check()
+    yield Status("running", "Resumed: reloading the reward code", done, total)
 
 
 @dataclass
@@ -218,13 +333,15 @@ class _Run:
     cfg: RunConfig
     models: LoadedModels
     algo: object
-    reward: object
+    reward: CompositeReward | None
     prompt_set: object
     templated: list[str]
     sampler: PromptSampler
     control: Control
     rated: list[Transition] | None
     train_idx: list[int]
+    reward_moments: RunningMoments = field(default_factory=RunningMoments)  # reward.normalize
+    reward_output: list[str] = field(default_factory=list)  # printed by reward code, not yet sent
 
 
 def _rated_transitions(cfg: RunConfig, models: LoadedModels) -> list[Transition]:
@@ -266,6 +383,12 @@ def _offline_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     yield Metrics(step, time.perf_counter() - started, values)
 
 
+def _standardised(moments: RunningMoments, totals: torch.Tensor) -> torch.Tensor:
+    """Totals standardised by the running mean and std of every total so far (these too)."""
+    moments.update(totals)
+    return (totals - moments.mean) / max(moments.std, 1e-6)
+
+
 def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     cfg, models, algo, reward = run.cfg, run.models, run.algo, run.reward
     # Each prompt k times in a row: groups stay contiguous for RLOO / GRPO.
@@ -283,10 +406,19 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         ilql=cfg.ilql,
     )
     t1 = time.perf_counter()
-    result = reward(prompts, rollout.completions, **columns)
+    reward_columns = rollout.reward_columns(columns)
+    result, reward_s = yield from _scored(
+        run,
+        step,
+        step - 1,
+        lambda: reward(prompts, rollout.completions, **reward_columns),
+        prompts,
+        rollout.completions,
+    )
     totals = torch.tensor(result.total, dtype=torch.float32, device=models.device)
+    scores = _standardised(run.reward_moments, totals) if cfg.reward.normalize else totals
     t2 = time.perf_counter()
-    update = algo.update(rollout, totals)
+    update = algo.update(rollout, scores)
     t3 = time.perf_counter()
     new_tokens = float(rollout.mask.sum())
     values = {
@@ -297,9 +429,9 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         "response/length_mean": float(rollout.lengths.mean()),
         "response/ended_frac": float(rollout.ended.float().mean()),
         "time/rollout_s": t1 - t0,
-        "time/reward_s": t2 - t1,
+        "time/reward_s": reward_s,
         "time/update_s": t3 - t2,
-        "perf/tokens_per_s": new_tokens / max(t3 - t0, 1e-9),
+        "perf/tokens_per_s": new_tokens / max((t1 - t0) + reward_s + (t3 - t2), 1e-9),
         "memory/peak_mb": peak_memory_mb(models.device),
         "lr": algo.optimizer.param_groups[0]["lr"],
         **update.metrics,

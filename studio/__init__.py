@@ -1,4 +1,5 @@
-"""The PySide6 desktop studio.
+"""The PySide6 desktop studio over the Qt-free engine in `core`.
 
-The window lands with issue #3; until then `rlstudio` runs the default recipe headless.
+`rlstudio` with no command opens it (`studio.launcher`); the window is
+`studio.main_window.MainWindow`.
 """

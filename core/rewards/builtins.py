@@ -1,42 +1,73 @@
-"""Built-in rewards a user can pick without writing code.
+"""Built-in rewards a user can pick without writing code, and their registry.
 
-Each factory in ``BUILTINS`` takes keyword parameters (as written in a recipe)
-plus an optional ``tokenizer=`` and returns a batched reward
+``BUILTINS[kind](tokenizer=..., **params)`` builds a batched reward
 ``(prompts, completions, **columns) -> list[float]``. Parameters are checked
-here, once, so a bad recipe fails before training starts rather than mid-run.
+then, once, so a bad recipe fails before training starts rather than mid-run.
+``BUILTIN_SPECS`` holds the same built-ins as ``BuiltinSpec`` objects: a
+summary, the score's range and each parameter's type, default and help, for a
+form to be generated from.
+
+This module holds the registry and the plain-text rewards (sentiment, length,
+keywords, repetition, the EOS penalty); the others live in ``format_checks``,
+``answers``, ``reference_metrics`` and ``similarity``. To add one, build a
+``BuiltinSpec`` and ``register`` it at the end of this file.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from core.rewards.errors import RewardConfigError
+from core.rewards.answers import EXACT_MATCH, NUMERIC_MATCH
+from core.rewards.errors import RewardConfigError, RewardError
+from core.rewards.format_checks import JSON_FORMAT, REGEX, TAG_FORMAT
+from core.rewards.params import BatchedReward, BuiltinSpec, Factory, Param, column
+from core.rewards.params import _check_names as _check_names  # for rewards defined elsewhere
+from core.rewards.reference_metrics import BLEU, CHRF, ROUGE_L
+from core.rewards.similarity import EMBEDDING_SIMILARITY
 
-BatchedReward = Callable[..., list[float]]
-Factory = Callable[..., BatchedReward]
+__all__ = ["BUILTINS", "BUILTIN_SPECS", "FINISHED_COLUMN", "BuiltinSpec", "Param", "register"]
 
 LENGTH_UNITS = ("chars", "words", "tokens")
-
-
-def _check_names(component: str, params: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    """Reject parameters the component does not know, listing the ones it does."""
-    for key in params:
-        if key not in allowed:
-            known = ", ".join(allowed) if allowed else "none"
-            raise RewardConfigError(
-                f"{component}: unknown parameter '{key}' (allowed parameters: {known})"
-            )
+FINISHED_COLUMN = "finished"
+"""Per completion: True when it ended with EOS or a stop string, False when it was cut
+at max_new_tokens. Set by the training loop from the rollout (``Rollout.ended``)."""
 
 
 def _check_bool(component: str, key: str, value: Any) -> bool:
+    """For factories written by hand (not from a ``BuiltinSpec``): a bool, or raise."""
     if not isinstance(value, bool):
         raise RewardConfigError(
             f"{component}: parameter '{key}' must be true or false, got {value!r}"
         )
     return value
+
+
+def _needs_tokenizer(component: str, unit: str, tokenizer: Any) -> None:
+    if unit == "tokens" and tokenizer is None:
+        raise RewardConfigError(
+            f"{component}: unit 'tokens' needs the model's tokenizer, but none was given; "
+            "use unit 'chars' or 'words', or pass tokenizer="
+        )
+
+
+def _units(text: str, unit: str, tokenizer: Any) -> Sequence[Any]:
+    """The text as characters, whitespace-separated words, or token ids (no special tokens)."""
+    if unit == "chars":
+        return text
+    if unit == "words":
+        return text.split()
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def whole_word_patterns(words: Sequence[str], case_sensitive: bool) -> list[re.Pattern[str]]:
+    """One pattern per distinct keyword, matching it when no letter, digit or underscore
+    touches it on either side ("cat" is not in "concatenate"; "C++" still matches)."""
+    flags = 0 if case_sensitive else re.IGNORECASE
+    unique = dict.fromkeys(w if case_sensitive else w.lower() for w in words)
+    return [re.compile(rf"(?<!\w){re.escape(w)}(?!\w)", flags) for w in unique]
 
 
 # --- sentiment -----------------------------------------------------------------
@@ -56,10 +87,7 @@ def _get_analyzer() -> Any:
         return _analyzer
 
 
-def sentiment(*, tokenizer: Any = None, **params: Any) -> BatchedReward:
-    """VADER compound sentiment of each completion, in [-1, 1] (positive is higher)."""
-    _check_names("sentiment", params, ())
-
+def _sentiment(*, tokenizer: Any) -> BatchedReward:
     def score(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
         analyzer = _get_analyzer()
         return [float(analyzer.polarity_scores(c)["compound"]) for c in completions]
@@ -67,82 +95,58 @@ def sentiment(*, tokenizer: Any = None, **params: Any) -> BatchedReward:
     return score
 
 
+SENTIMENT = BuiltinSpec(
+    kind="sentiment",
+    summary="Lexicon (VADER) sentiment of the completion: positive is higher",
+    score_range=(-1.0, 1.0),
+    params=(),
+    build=_sentiment,
+    help="VADER's compound score of each completion, from -1 (very negative) to 1.",
+)
+
+
 # --- length --------------------------------------------------------------------
 
 
-def length(*, tokenizer: Any = None, **params: Any) -> BatchedReward:
-    """Closeness of each completion's length to ``target``: ``-abs(len - target) / target``.
-
-    0 is a perfect hit and the reward only goes down from there. An empty
-    completion scores -1; a completion longer than ``2 * target`` scores below
-    -1, so the reward has no fixed floor and is bounded below only by the
-    generation limit: for completions of at most ``max_len`` units the lowest
-    possible score is ``-max(1, max_len / target - 1)``.
-
-    ``unit`` is "chars" (characters), "words" (whitespace-separated) or
-    "tokens" (needs ``tokenizer=``, counted without special tokens).
-    """
-    _check_names("length", params, ("target", "unit"))
-    if "target" not in params:
-        raise RewardConfigError("length: parameter 'target' is required (a positive integer)")
-    target = params["target"]
-    if isinstance(target, bool) or not isinstance(target, int) or target <= 0:
-        raise RewardConfigError(
-            f"length: parameter 'target' must be a positive integer, got {target!r}"
-        )
-    unit = params.get("unit", "chars")
-    if unit not in LENGTH_UNITS:
-        raise RewardConfigError(
-            f"length: parameter 'unit' must be one of {', '.join(LENGTH_UNITS)}, got {unit!r}"
-        )
-    if unit == "tokens" and tokenizer is None:
-        raise RewardConfigError(
-            "length: unit 'tokens' needs the model's tokenizer, but none was given; "
-            "use unit 'chars' or 'words', or pass tokenizer="
-        )
-
-    def measure(text: str) -> int:
-        if unit == "chars":
-            return len(text)
-        if unit == "words":
-            return len(text.split())
-        return len(tokenizer.encode(text, add_special_tokens=False))
+def _length(*, tokenizer: Any, target: int, unit: str) -> BatchedReward:
+    _needs_tokenizer("length", unit, tokenizer)
 
     def score(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
-        return [-abs(measure(c) - target) / target for c in completions]
+        return [-abs(len(_units(c, unit, tokenizer)) - target) / target for c in completions]
 
     return score
+
+
+LENGTH = BuiltinSpec(
+    kind="length",
+    summary="Closeness of the completion's length to a target length",
+    score_range=(None, 0.0),
+    params=(
+        Param("target", "int", "Length to aim for, in `unit`s", required=True, min=1, example=100),
+        Param(
+            "unit",
+            "str",
+            "chars (characters), words (whitespace-separated) or tokens (the model's)",
+            default="chars",
+            choices=LENGTH_UNITS,
+        ),
+    ),
+    build=_length,
+    help=(
+        "-abs(length - target) / target: 0 at the target, -1 for an empty completion, "
+        "below -1 past twice the target (no fixed floor: for completions of at most "
+        "max_len units the lowest score is -max(1, max_len / target - 1))."
+    ),
+)
 
 
 # --- keywords ------------------------------------------------------------------
 
 
-def keywords(*, tokenizer: Any = None, **params: Any) -> BatchedReward:
-    """Count keyword occurrences in each completion, matching whole words only.
-
-    With ``per_occurrence`` true (the default) every occurrence counts; with it
-    false the score is the number of distinct keywords present. A keyword
-    matches when it is not directly preceded or followed by a letter, digit or
-    underscore, so "cat" does not match inside "concatenate" and keywords that
-    start or end with punctuation ("C++") still work.
-    """
-    _check_names("keywords", params, ("keywords", "case_sensitive", "per_occurrence"))
-    words = params.get("keywords")
-    if (
-        not isinstance(words, (list, tuple))
-        or not words
-        or not all(isinstance(w, str) and w.strip() for w in words)
-    ):
-        raise RewardConfigError(
-            f"keywords: parameter 'keywords' must be a non-empty list of non-empty strings, "
-            f"got {words!r}"
-        )
-    case_sensitive = _check_bool("keywords", "case_sensitive", params.get("case_sensitive", False))
-    per_occurrence = _check_bool("keywords", "per_occurrence", params.get("per_occurrence", True))
-
-    flags = 0 if case_sensitive else re.IGNORECASE
-    unique = list(dict.fromkeys(w if case_sensitive else w.lower() for w in words))
-    patterns = [re.compile(rf"(?<!\w){re.escape(w)}(?!\w)", flags) for w in unique]
+def _keywords(
+    *, tokenizer: Any, keywords: tuple[str, ...], case_sensitive: bool, per_occurrence: bool
+) -> BatchedReward:
+    patterns = whole_word_patterns(keywords, case_sensitive)
 
     def count(text: str) -> float:
         if per_occurrence:
@@ -155,8 +159,196 @@ def keywords(*, tokenizer: Any = None, **params: Any) -> BatchedReward:
     return score
 
 
-BUILTINS: dict[str, Factory] = {
-    "sentiment": sentiment,
-    "length": length,
-    "keywords": keywords,
-}
+CASE_SENSITIVE = Param("case_sensitive", "bool", "Match upper and lower case exactly", False)
+
+KEYWORDS = BuiltinSpec(
+    kind="keywords",
+    summary="Number of keyword occurrences in the completion (whole words)",
+    score_range=(0.0, None),
+    params=(
+        Param(
+            "keywords", "str_list", "Words or phrases to count", required=True, example=["thanks"]
+        ),
+        CASE_SENSITIVE,
+        Param(
+            "per_occurrence",
+            "bool",
+            "Count every occurrence (true) or each distinct keyword once (false)",
+            True,
+        ),
+    ),
+    build=_keywords,
+    help=(
+        "A keyword matches when no letter, digit or underscore touches it, so 'cat' is "
+        "not found in 'concatenate'. 0 when none is present; no upper bound with "
+        "per_occurrence, else at most the number of keywords."
+    ),
+)
+
+
+def _keyword_check(
+    *,
+    tokenizer: Any,
+    required: tuple[str, ...],
+    forbidden: tuple[str, ...],
+    case_sensitive: bool,
+) -> BatchedReward:
+    if not required and not forbidden:
+        raise RewardConfigError(
+            "keyword_check: give at least one keyword in 'required' or 'forbidden'"
+        )
+    need = whole_word_patterns(required, case_sensitive)
+    avoid = whole_word_patterns(forbidden, case_sensitive)
+
+    def share(patterns: list[re.Pattern[str]], text: str) -> float:
+        return sum(1 for p in patterns if p.search(text)) / len(patterns) if patterns else 0.0
+
+    def score(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
+        return [share(need, c) - share(avoid, c) for c in completions]
+
+    return score
+
+
+KEYWORD_CHECK = BuiltinSpec(
+    kind="keyword_check",
+    summary="Required keywords present and forbidden ones absent",
+    score_range=(-1.0, 1.0),
+    params=(
+        Param(
+            "required",
+            "str_list",
+            "Words or phrases the completion should contain",
+            (),
+            example=["thanks"],
+        ),
+        Param("forbidden", "str_list", "Words or phrases it should not contain", ()),
+        CASE_SENSITIVE,
+    ),
+    build=_keyword_check,
+    help=(
+        "Share of required keywords present minus share of forbidden keywords present "
+        "(whole words, as in 'keywords'): 1 when every required one is there and no "
+        "forbidden one, -1 for the opposite. At least one list must be non-empty."
+    ),
+)
+
+
+# --- repetition ----------------------------------------------------------------
+
+
+def repeated_fraction(units: Sequence[Any], n: int) -> float:
+    """Share of the n-grams in ``units`` that repeat an earlier one; 0 with no n-gram."""
+    grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _repetition(*, tokenizer: Any, n: int, unit: str) -> BatchedReward:
+    _needs_tokenizer("repetition", unit, tokenizer)
+
+    def score(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
+        return [-repeated_fraction(_units(c, unit, tokenizer), n) for c in completions]
+
+    return score
+
+
+REPETITION = BuiltinSpec(
+    kind="repetition",
+    summary="Penalty for repeated n-grams inside the completion",
+    score_range=(-1.0, 0.0),
+    params=(
+        Param("n", "int", "Length of the n-grams compared", default=3, min=1, max=32),
+        Param(
+            "unit",
+            "str",
+            "n-grams of words (whitespace-separated), tokens (the model's) or chars",
+            default="words",
+            choices=("words", "tokens", "chars"),
+        ),
+    ),
+    build=_repetition,
+    help=(
+        "-(1 - distinct n-grams / all n-grams) of each completion: 0 when no n-gram "
+        "repeats (or the completion is shorter than n), near -1 for a loop of one phrase."
+    ),
+)
+
+
+# --- EOS / truncation ----------------------------------------------------------
+
+
+def _eos_penalty(*, tokenizer: Any) -> BatchedReward:
+    def score(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
+        finished = column(columns, FINISHED_COLUMN, len(completions), " (set by the training loop)")
+        for i, value in enumerate(finished):
+            if not isinstance(value, bool):
+                raise RewardError(
+                    f"column '{FINISHED_COLUMN}' must hold true/false, got {value!r} "
+                    f"for sample {i}",
+                    sample_index=i,
+                )
+        return [0.0 if done else -1.0 for done in finished]
+
+    return score
+
+
+EOS_PENALTY = BuiltinSpec(
+    kind="eos_penalty",
+    summary="-1 for a completion cut off at max_new_tokens, 0 when it ended by itself",
+    score_range=(-1.0, 0.0),
+    params=(),
+    build=_eos_penalty,
+    help=(
+        "Ended by itself means an EOS token or one of generation.stop. With weight w this "
+        "is the same penalty as algorithm.missing_eos_penalty = w, but shown as its own "
+        "reward component: it is logged, counts in reward/mean, the samples and the "
+        "evaluation, and can be combined with other components by weight. "
+        "missing_eos_penalty is applied inside the algorithm and appears in no reward "
+        "curve. Use one of the two, not both."
+    ),
+)
+
+
+# --- the registry --------------------------------------------------------------
+
+BUILTINS: dict[str, Factory] = {}
+"""kind -> factory: ``BUILTINS[kind](tokenizer=..., **params)`` returns the batched reward."""
+
+BUILTIN_SPECS: dict[str, BuiltinSpec] = {}
+"""kind -> description (summary, score range, parameters) of the built-ins that have one."""
+
+
+def register(spec: BuiltinSpec) -> BuiltinSpec:
+    """Add a built-in to ``BUILTINS`` and ``BUILTIN_SPECS``."""
+    if spec.kind in BUILTINS:
+        raise ValueError(f"a built-in reward named {spec.kind!r} is already registered")
+    BUILTINS[spec.kind] = spec
+    BUILTIN_SPECS[spec.kind] = spec
+    return spec
+
+
+for _spec in (
+    SENTIMENT,
+    LENGTH,
+    KEYWORDS,
+    KEYWORD_CHECK,
+    REGEX,
+    JSON_FORMAT,
+    TAG_FORMAT,
+    EXACT_MATCH,
+    NUMERIC_MATCH,
+    BLEU,
+    ROUGE_L,
+    CHRF,
+    EMBEDDING_SIMILARITY,
+    REPETITION,
+    EOS_PENALTY,
+):
+    register(_spec)
+
+# Model-backed rewards (AI feedback, reward models): imported last, they build on this module's
+# neighbours and load their models only when first used.
+from core.rewards.judge import JUDGE  # noqa: E402
+from core.rewards.reward_model import REWARD_MODEL  # noqa: E402
+
+register(JUDGE)
+register(REWARD_MODEL)

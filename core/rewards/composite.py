@@ -2,6 +2,8 @@
 
 Every component's output is validated here, so a broken reward fails with a
 message naming it and the sample, instead of a NaN silently poisoning training.
+User code ("python" components) runs in a ``SandboxedReward`` worker process:
+close the composite (or use it in a ``with`` block) to stop those workers.
 """
 
 from __future__ import annotations
@@ -9,16 +11,18 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.rewards.builtins import BUILTINS
 from core.rewards.errors import RewardConfigError, RewardError
-from core.rewards.user_code import load_reward_file
+from core.rewards.sandbox import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, SandboxedReward
+from core.rewards.scores import validate_scores
 
 PYTHON_KIND = "python"
+OutputCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -36,50 +40,6 @@ class RewardResult:
 
     total: list[float]
     components: dict[str, list[float]]
-
-
-def _as_float(value: Any) -> float | None:
-    """The value as a float if it is a real number (bools count as 0/1), else None."""
-    if isinstance(value, (str, bytes)):
-        return None
-    if not isinstance(value, numbers.Real) and not hasattr(type(value), "__float__"):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _validate(name: str, output: Any, n: int) -> list[float]:
-    """Turn a component's output into ``n`` finite floats or raise ``RewardError``."""
-    is_array = hasattr(output, "__array__") and getattr(output, "ndim", None) == 1
-    if isinstance(output, (str, bytes)) or not (isinstance(output, Sequence) or is_array):
-        raise RewardError(
-            f"reward '{name}' must return a list of numbers, got {type(output).__name__}",
-            component=name,
-        )
-    if len(output) != n:
-        raise RewardError(
-            f"reward '{name}' returned {len(output)} scores for {n} completions",
-            component=name,
-        )
-    scores: list[float] = []
-    for i, value in enumerate(output):
-        score = _as_float(value)
-        if score is None:
-            raise RewardError(
-                f"reward '{name}' returned a non-number for sample {i}: {value!r}",
-                component=name,
-                sample_index=i,
-            )
-        if not math.isfinite(score):
-            raise RewardError(
-                f"reward '{name}' returned {value!r} for sample {i}; scores must be finite",
-                component=name,
-                sample_index=i,
-            )
-        scores.append(score)
-    return scores
 
 
 class CompositeReward:
@@ -102,6 +62,29 @@ class CompositeReward:
     def names(self) -> list[str]:
         return [c.name for c in self.components]
 
+    def reload(self) -> None:
+        """Re-read user reward files (restarting their workers) so edited code is used.
+
+        Raises ``RewardError`` naming the component if a file no longer loads.
+        """
+        for c in self.components:
+            if not hasattr(c.fn, "reload"):
+                continue
+            try:
+                c.fn.reload()
+            except (RewardConfigError, RewardError) as exc:
+                raise RewardError(f"reward '{c.name}': {exc}", component=c.name) from exc
+
+    def close(self) -> None:
+        """Stop the components' worker processes; a later call starts them again."""
+        _close(self.components)
+
+    def __enter__(self) -> CompositeReward:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> RewardResult:
         n = len(completions)
         if len(prompts) != n:
@@ -112,7 +95,7 @@ class CompositeReward:
         total = [0.0] * n
         per_component: dict[str, list[float]] = {}
         for c in self.components:
-            scores = _validate(c.name, _run(c, prompts, completions, columns), n)
+            scores = validate_scores(c.name, _run(c, prompts, completions, columns), n)
             per_component[c.name] = scores
             total = [t + c.weight * s for t, s in zip(total, scores)]
         return RewardResult(total=total, components=per_component)
@@ -125,6 +108,8 @@ def _run(
     try:
         return c.fn(list(prompts), list(completions), **columns)
     except RewardError as exc:
+        if exc.component == c.name:  # already labelled (a bad value found in the worker)
+            raise
         raise RewardError(
             f"reward '{c.name}': {exc}",
             component=c.name,
@@ -135,6 +120,13 @@ def _run(
         raise RewardError(
             f"reward '{c.name}': {type(exc).__name__}: {exc}", component=c.name
         ) from exc
+
+
+def _close(components: Iterable[RewardComponent]) -> None:
+    for c in components:
+        close = getattr(c.fn, "close", None)
+        if close is not None:
+            close()
 
 
 def _check_weight(name: str, weight: Any) -> float:
@@ -149,7 +141,7 @@ def _check_weight(name: str, weight: Any) -> float:
     return float(weight)
 
 
-def _build_python(params: Mapping[str, Any], base_dir: Path | None) -> tuple[Callable, str]:
+def _python_path(params: Mapping[str, Any], base_dir: Path | None) -> Path:
     unknown = [k for k in params if k != "path"]
     if unknown:
         raise RewardConfigError(
@@ -163,7 +155,7 @@ def _build_python(params: Mapping[str, Any], base_dir: Path | None) -> tuple[Cal
     path = Path(raw).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    return load_reward_file(path), path.stem
+    return path
 
 
 def _build_builtin(
@@ -186,29 +178,65 @@ def build_reward(
     components_cfg: Iterable[Any],
     tokenizer: Any = None,
     base_dir: str | os.PathLike[str] | None = None,
+    *,
+    time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
+    memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB,
+    on_output: OutputCallback | None = None,
 ) -> CompositeReward:
     """Build a ``CompositeReward`` from config objects with kind, name, weight and params.
 
     ``kind`` is a built-in name or "python"; an empty ``name`` defaults to the
     kind (or the file stem for python). Relative python paths resolve against
     ``base_dir`` (usually the recipe's folder), else the working directory.
+
+    Each python file is loaded now in its own worker process (a file that does
+    not load raises ``RewardConfigError``), with ``time_limit_s`` per batch and
+    ``memory_limit_mb`` of address space (``None``: no limit).
+    ``on_output(name, text)`` receives what the code prints. Close the result.
     """
     components: list[RewardComponent] = []
-    allowed = ", ".join([*sorted(BUILTINS), PYTHON_KIND])
-    for cfg in components_cfg:
-        kind = cfg.kind
-        if cfg.name is not None and not isinstance(cfg.name, str):
-            raise RewardConfigError(f"{kind}: 'name' must be a string, got {cfg.name!r}")
-        if cfg.params is not None and not isinstance(cfg.params, Mapping):
-            raise RewardConfigError(f"{kind}: 'params' must be a table, got {cfg.params!r}")
-        params = dict(cfg.params or {})
-        if kind == PYTHON_KIND:
-            fn, default_name = _build_python(params, Path(base_dir) if base_dir else None)
-            name = cfg.name or default_name
-        elif kind in BUILTINS:
-            name = cfg.name or kind
-            fn = _build_builtin(kind, name, params, tokenizer)
-        else:
-            raise RewardConfigError(f"unknown reward kind {kind!r} (allowed kinds: {allowed})")
-        components.append(RewardComponent(name, _check_weight(name, cfg.weight), fn))
-    return CompositeReward(components)
+    try:
+        for cfg in components_cfg:
+            components.append(
+                _build_component(cfg, tokenizer, base_dir, time_limit_s, memory_limit_mb, on_output)
+            )
+        return CompositeReward(components)
+    except BaseException:
+        _close(components)  # stop the workers already started
+        raise
+
+
+def _build_component(
+    cfg: Any,
+    tokenizer: Any,
+    base_dir: str | os.PathLike[str] | None,
+    time_limit_s: float | None,
+    memory_limit_mb: int | None,
+    on_output: OutputCallback | None,
+) -> RewardComponent:
+    kind = cfg.kind
+    if cfg.name is not None and not isinstance(cfg.name, str):
+        raise RewardConfigError(f"{kind}: 'name' must be a string, got {cfg.name!r}")
+    if cfg.params is not None and not isinstance(cfg.params, Mapping):
+        raise RewardConfigError(f"{kind}: 'params' must be a table, got {cfg.params!r}")
+    params = dict(cfg.params or {})
+    if kind == PYTHON_KIND:
+        path = _python_path(params, Path(base_dir) if base_dir else None)
+        name = cfg.name or path.stem
+        weight = _check_weight(name, cfg.weight)
+        fn = SandboxedReward(
+            path,
+            time_limit_s,
+            memory_limit_mb,
+            on_output=(lambda text: on_output(name, text)) if on_output else None,
+            name=name,
+        )
+        fn.start()
+    elif kind in BUILTINS:
+        name = cfg.name or kind
+        weight = _check_weight(name, cfg.weight)
+        fn = _build_builtin(kind, name, params, tokenizer)
+    else:
+        allowed = ", ".join([*sorted(BUILTINS), PYTHON_KIND])
+        raise RewardConfigError(f"unknown reward kind {kind!r} (allowed kinds: {allowed})")
+    return RewardComponent(name, weight, fn)

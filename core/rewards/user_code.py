@@ -11,8 +11,9 @@ without ``**kwargs`` receives only the columns it names, so a simple
 ``reward(prompt, completion)`` keeps working when the prompt set has extra
 columns.
 
-User code runs in this process for now; ``call_reward`` is the single place
-that invokes it, so it can later be moved into a sandboxed worker.
+``call_reward`` is the single place that invokes user code. It runs in this
+process when a ``UserReward`` is called directly, or in a separate worker
+process when the reward is wrapped in ``core.rewards.sandbox.SandboxedReward``.
 """
 
 from __future__ import annotations
@@ -69,12 +70,28 @@ def _same_file(filename: str, path: Path) -> bool:
         return False
 
 
-def _runtime_error(reward: UserReward, exc: Exception, sample_index: int | None) -> RewardError:
-    lineno = _user_lineno(exc, reward.path)
-    where = f"{reward.path.name} line {lineno}" if lineno is not None else reward.path.name
-    message = f"{where}: {type(exc).__name__}: {exc}"
+def format_failure(
+    path: Path, detail: str, lineno: int | None = None, sample_index: int | None = None
+) -> str:
+    """``"<file> line <n>: <detail> (sample <i>)"``, leaving out what is not known."""
+    where = f"{path.name} line {lineno}" if lineno is not None else path.name
+    message = f"{where}: {detail}"
     if sample_index is not None:
         message += f" (sample {sample_index})"
+    return message
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        return f"sys.exit({code}) was called; a reward must return its scores, not exit"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _runtime_error(reward: UserReward, exc: BaseException, sample_index: int | None) -> RewardError:
+    lineno = _user_lineno(exc, reward.path)
+    message = format_failure(reward.path, _describe(exc), lineno, sample_index)
     return RewardError(message, sample_index=sample_index, lineno=lineno)
 
 
@@ -83,24 +100,35 @@ def call_reward(
     prompts: list[str],
     completions: list[str],
     columns: dict[str, Any],
+    *,
+    catch: tuple[type[BaseException], ...] = (Exception,),
+    on_sample: Callable[[int], None] | None = None,
 ) -> list[Any]:
     """Run user code on a batch and return its raw scores (validated by the caller).
 
     Any exception from user code becomes a ``RewardError`` naming the line in
     the user's file and, for per-sample rewards, the failing sample.
+
+    ``catch`` widens what is turned into a ``RewardError`` (the sandbox worker
+    passes ``BaseException`` so ``sys.exit()`` is reported too); the original
+    exception is the error's ``__cause__``. ``on_sample(i)`` is called before each
+    sample of a per-sample reward, so a caller can tell which sample a hang or
+    crash hit.
     """
     columns = _columns_for(reward, columns)
     if not reward.per_sample:
         try:
             return reward.fn(prompts, completions, **columns)
-        except Exception as exc:
+        except catch as exc:
             raise _runtime_error(reward, exc, None) from exc
     scores: list[Any] = []
     for i, (prompt, completion) in enumerate(zip(prompts, completions)):
         row = {k: v[i] for k, v in columns.items()}
+        if on_sample is not None:
+            on_sample(i)
         try:
             scores.append(reward.fn(prompt, completion, **row))
-        except Exception as exc:
+        except catch as exc:
             raise _runtime_error(reward, exc, i) from exc
     return scores
 

@@ -1,0 +1,3 @@
+from studio.launcher import main
+
+raise SystemExit(main())

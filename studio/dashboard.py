@@ -1,0 +1,294 @@
+"""Live training curves (pyqtgraph): one panel per family of metrics.
+
+Points are appended to numpy buffers as events arrive; a timer redraws at most
+ten times a second, and only when something changed. Curves use pyqtgraph's
+peak downsampling and clip-to-view, so 100k-point runs stay quick to draw.
+Several runs can be shown at once (compare): then the colour tells the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph.exporters import ImageExporter
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.series import Series
+
+REDRAW_MS = 100
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    keys: tuple[str, ...]  # exact keys; "reward/*" style prefixes end with "*"
+
+
+PANELS = (
+    Panel("Reward", ("reward/mean", "reward/*")),
+    Panel("KL to reference", ("objective/kl", "objective/kl_coef")),
+    Panel("Entropy", ("objective/entropy",)),
+    Panel("Losses", ("loss/policy", "loss/value", "loss/q", "loss/v", "loss/cql", "loss/awac")),
+    Panel("Clipping", ("policy/clipfrac", "policy/approx_kl", "value/clipfrac")),
+    Panel("Response length", ("response/length_mean",)),
+    Panel("Tokens / s", ("perf/tokens_per_s",)),
+    Panel("Memory (MB)", ("memory/peak_mb",)),
+    Panel("Held-out evaluation", ("eval/reward/mean", "eval/kl")),
+)
+BAND = ("reward/mean", "reward/std")  # drawn as mean +/- std
+_NOT_COMPONENTS = {"reward/mean", "reward/std"}
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def panel_for(key: str) -> Panel | None:
+    for panel in PANELS:
+        for pattern in panel.keys:
+            if pattern == key:
+                return panel
+            if (
+                pattern.endswith("*")
+                and key.startswith(pattern[:-1])
+                and key not in _NOT_COMPONENTS
+                and "/" not in key[len(pattern) - 1 :]
+            ):
+                return panel
+    return None
+
+
+class RunSeries:
+    """All metrics of one run, keyed by metric name."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.series: dict[str, Series] = {}
+
+    def add(self, step: int, wall_time: float, values: Mapping[str, float]) -> None:
+        for key, value in values.items():
+            if value is None:
+                continue
+            self.series.setdefault(key, Series()).append(step, wall_time, float(value))
+
+    @classmethod
+    def from_store(cls, label: str, metrics: Mapping, up_to: int | None = None) -> RunSeries:
+        """From `Store.metrics`; `up_to` keeps the steps a resumed run will not redo."""
+        out = cls(label)
+        for key, s in metrics.items():
+            keep = slice(None) if up_to is None else s.steps <= up_to
+            out.series[key] = Series.from_arrays(s.steps[keep], s.wall_times[keep], s.values[keep])
+        return out
+
+
+class Dashboard(QWidget):
+    """The grid of panels plus smoothing, x-axis choice, hover read-out and PNG export."""
+
+    redrawn = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runs: list[RunSeries] = []
+        self._curves: dict[tuple[int, str], pg.PlotDataItem] = {}
+        self._bands: dict[int, tuple[pg.PlotDataItem, pg.PlotDataItem, pg.FillBetweenItem]] = {}
+        self._dirty = False
+        self.smoothing = 0.0
+        self.x_axis = "step"
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.plots: dict[str, pg.PlotItem] = {}
+        for i, panel in enumerate(PANELS):
+            plot = self.graphics.addPlot(row=i // 3, col=i % 3, title=panel.title)
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.addLegend(offset=(5, 5), labelTextSize="8pt")
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setClipToView(True)
+            self.plots[panel.title] = plot
+
+        self.readout = QLabel("Hover a plot to read its values")
+        self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self._hover = pg.SignalProxy(
+            self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_hover
+        )
+
+        self.smooth_slider = QSlider(Qt.Horizontal)
+        self.smooth_slider.setRange(0, 99)
+        self.smooth_slider.setToolTip("Exponential moving average of the curves (0 = raw)")
+        self.smooth_slider.valueChanged.connect(self._set_smoothing)
+        self.smooth_label = QLabel("Smoothing 0.00")
+        self.x_choice = QComboBox()
+        self.x_choice.addItems(["Step", "Wall time (s)"])
+        self.x_choice.currentIndexChanged.connect(self._set_x_axis)
+        export = QPushButton("Export PNG...")
+        export.setToolTip("Save the dashboard as a PNG image")
+        export.clicked.connect(self._export_dialog)
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.smooth_label)
+        bar.addWidget(self.smooth_slider, 1)
+        bar.addWidget(QLabel("X axis"))
+        bar.addWidget(self.x_choice)
+        bar.addWidget(export)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.readout)
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.redraw_if_dirty)
+        self._timer.start()
+
+    # --- data in -------------------------------------------------------------------
+
+    def show_runs(self, runs: Iterable[RunSeries]) -> None:
+        """Replace what is drawn (one run, or several to compare)."""
+        for plot in self.plots.values():
+            plot.clear()
+            if plot.legend is not None:
+                plot.legend.clear()
+        self._curves.clear()
+        self._bands.clear()
+        self.runs = list(runs)
+        self._dirty = True
+        self.redraw_if_dirty()
+
+    def add_metrics(self, run_index: int, step: int, wall_time: float, values) -> None:
+        self.runs[run_index].add(step, wall_time, values)
+        self._dirty = True
+
+    def mark_dirty(self) -> None:
+        """The shown runs' buffers grew: redraw on the next tick."""
+        self._dirty = True
+
+    # --- drawing -------------------------------------------------------------------
+
+    def _set_smoothing(self, value: int) -> None:
+        self.smoothing = value / 100
+        self.smooth_label.setText(f"Smoothing {self.smoothing:.2f}")
+        self._dirty = True
+
+    def _set_x_axis(self, index: int) -> None:
+        self.x_axis = "step" if index == 0 else "wall_time"
+        for plot in self.plots.values():
+            plot.setLabel("bottom", "step" if index == 0 else "seconds")
+        self._dirty = True
+
+    def _x(self, s: Series) -> np.ndarray:
+        return s.steps if self.x_axis == "step" else s.wall_times
+
+    def _color(self, run_index: int, key_index: int) -> str:
+        index = run_index if len(self.runs) > 1 else key_index
+        return _PALETTE[index % len(_PALETTE)]
+
+    def redraw_if_dirty(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.redraw()
+
+    def redraw(self) -> None:
+        compare = len(self.runs) > 1
+        for r, run in enumerate(self.runs):
+            keys_in_panel: dict[str, int] = {}
+            for key in sorted(run.series):
+                panel = panel_for(key)
+                if panel is None:
+                    continue
+                k = keys_in_panel[panel.title] = keys_in_panel.get(panel.title, -1) + 1
+                s = run.series[key]
+                curve = self._curves.get((r, key))
+                if curve is None:
+                    name = f"{run.label}: {key}" if compare else key
+                    pen = pg.mkPen(self._color(r, k), width=1.5)
+                    if compare and k:
+                        pen.setStyle(Qt.DashLine)
+                    curve = self.plots[panel.title].plot(name=name, pen=pen, connect="finite")
+                    self._curves[(r, key)] = curve
+                y = s.smoothed(self.smoothing)
+                curve.setData(self._x(s), _finite(y))
+            self._draw_band(r, run)
+        self.redrawn.emit()
+
+    def _draw_band(self, r: int, run: RunSeries) -> None:
+        mean, std = (run.series.get(k) for k in BAND)
+        if mean is None or std is None or mean.n != std.n:
+            return
+        if r not in self._bands:
+            plot = self.plots["Reward"]
+            color = pg.mkColor(self._color(r, 0))
+            upper, lower = pg.PlotDataItem(pen=None), pg.PlotDataItem(pen=None)
+            color.setAlpha(50)
+            fill = pg.FillBetweenItem(upper, lower, brush=pg.mkBrush(color))
+            for item in (upper, lower, fill):
+                plot.addItem(item)
+            self._bands[r] = (upper, lower, fill)
+        upper, lower, _ = self._bands[r]
+        m = mean.smoothed(self.smoothing)
+        sd = std.smoothed(self.smoothing)
+        x = self._x(mean)
+        upper.setData(x, _finite(m + sd))
+        lower.setData(x, _finite(m - sd))
+
+    def curve_points(self, key: str, run_index: int = 0) -> int:
+        """How many points the drawn curve of `key` holds (for tests and the benchmark)."""
+        curve = self._curves.get((run_index, key))
+        if curve is None or curve.xData is None:
+            return 0
+        return len(curve.xData)
+
+    # --- hover and export -----------------------------------------------------------
+
+    def _on_hover(self, event) -> None:
+        pos = event[0]
+        for title, plot in self.plots.items():
+            if not plot.sceneBoundingRect().contains(pos):
+                continue
+            x = plot.vb.mapSceneToView(pos).x()
+            parts = []
+            for (r, key), curve in self._curves.items():
+                if panel_for(key) is None or panel_for(key).title != title:
+                    continue
+                xs, ys = curve.xData, curve.yData
+                if xs is None or not len(xs):
+                    continue
+                i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+                if i and abs(xs[i - 1] - x) < abs(xs[i] - x):
+                    i -= 1
+                label = f"{self.runs[r].label}: {key}" if len(self.runs) > 1 else key
+                parts.append(f"{label} = {_fmt(ys[i])} @ {_fmt(xs[i])}")
+            self.readout.setText(f"{title} — " + ("; ".join(parts) if parts else "no data"))
+            return
+
+    def export_png(self, path: str, panel: str | None = None) -> None:
+        """Save the whole dashboard, or one panel by title, as a PNG."""
+        item = self.plots[panel] if panel else self.graphics.scene()
+        ImageExporter(item).export(path)
+
+    def _export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export plots", "curves.png", "PNG (*.png)")
+        if path:
+            self.export_png(path)
+
+
+def _finite(y: np.ndarray) -> np.ndarray:
+    """NaN breaks the line there; inf would wreck the auto-range, so it is hidden too."""
+    return np.where(np.isfinite(y), y, np.nan)
+
+
+def _fmt(v: float) -> str:
+    if v is None or not math.isfinite(v):
+        return str(v)
+    return f"{v:.4g}"

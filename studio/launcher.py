@@ -1,0 +1,21 @@
+"""`rlstudio`: with no command (or `studio`) it opens the window; any other command
+(`train`, `resume`, `runs`, ...) is the headless CLI in `core.cli`, which never loads Qt."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] == "studio" or argv[0] in ("--db", "--recipe"):
+        from studio.app import main as studio_main
+
+        return studio_main(argv[1:] if argv and argv[0] == "studio" else argv)
+    from core.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

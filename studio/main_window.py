@@ -1,0 +1,495 @@
+"""The studio's main window: setup and reward on the left, curves in the middle,
+samples / runs / log below, run controls in the toolbar and the status bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QToolBar,
+    QWidget,
+)
+
+from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict, validate
+from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
+from core.paths import data_dir
+from core.store import Store
+from studio.dashboard import Dashboard, RunSeries
+from studio.reward_editor import RewardEditor
+from studio.runs_view import RunsView
+from studio.samples_view import SampleItem, SamplesView
+from studio.setup_panel import SetupPanel, user_recipes_dir
+from studio.worker import EventPump, Progress, RunCreated, RunEnded, RunThread
+
+DEFAULT_RECIPE = "sentiment_ppo"
+LOG_LINES = 2000
+SAMPLES_LOADED = 5000  # a reopened run shows its newest samples; exports carry them all
+STOP_WAIT_S = 120
+
+
+def studio_settings() -> QSettings:
+    return QSettings(str(data_dir() / "studio.ini"), QSettings.IniFormat)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, db_url: str | None = None, recipe: str | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("RL Studio")
+        self.settings = studio_settings()
+        self.store = Store(db_url)
+        self.db_url = self.store.url
+        self.thread: RunThread | None = None
+        self.shown_run_id: int | None = None
+        self.live = RunSeries("live")
+        self.base_cfg = RunConfig()
+        self.config: RunConfig | None = None
+        self.config_error = ""
+        self._t_start = 0.0
+
+        self.setup = SetupPanel(self.settings)
+        self.rewards = RewardEditor()
+        self.rewards.samples_source = self._try_rows
+        self.dashboard = Dashboard()
+        self.samples = SamplesView()
+        self.runs = RunsView(self.store)
+        self.log = QPlainTextEdit(readOnly=True)
+        self.log.setMaximumBlockCount(LOG_LINES)
+        self.setCentralWidget(self.dashboard)
+        self.docks = {
+            "setup": self._dock("Run setup", self.setup, Qt.LeftDockWidgetArea),
+            "reward": self._dock("Reward", self.rewards, Qt.LeftDockWidgetArea),
+            "samples": self._dock("Samples", self.samples, Qt.BottomDockWidgetArea),
+            "runs": self._dock("Runs", self.runs, Qt.BottomDockWidgetArea),
+            "log": self._dock("Log", self.log, Qt.BottomDockWidgetArea),
+        }
+        self.tabifyDockWidget(self.docks["setup"], self.docks["reward"])
+        self.tabifyDockWidget(self.docks["samples"], self.docks["runs"])
+        self.tabifyDockWidget(self.docks["runs"], self.docks["log"])
+        self.docks["setup"].raise_()
+        self.docks["samples"].raise_()
+
+        self._build_toolbar()
+        self._build_status_bar()
+
+        self.pump = EventPump(self)
+        self.pump.delivered.connect(self._on_events)
+        self._validate_timer = QTimer(self, singleShot=True, interval=150)
+        self._validate_timer.timeout.connect(self.revalidate)
+        self.setup.changed.connect(self._validate_timer.start)
+        self.rewards.changed.connect(self._validate_timer.start)
+        self.setup.recipe_loaded.connect(self._recipe_loaded)
+        self.setup.save_requested.connect(self._save_recipe)
+        self.runs.open_requested.connect(self.open_run)
+        self.runs.compare_requested.connect(self.compare_runs)
+        self.runs.resume_requested.connect(self.resume)
+        self.runs.message.connect(self.statusBar().showMessage)
+
+        self._load_first_recipe(recipe)
+        self._restore_layout()
+        self._update_controls()
+
+    # --- building ---------------------------------------------------------------------
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Run")
+        bar.setObjectName("toolbar-run")
+        self.addToolBar(bar)
+
+        def action(text: str, slot, shortcut: str, tip: str) -> QAction:
+            a = QAction(text, self)
+            a.setShortcut(QKeySequence(shortcut))
+            a.setToolTip(f"{tip} ({QKeySequence(shortcut).toString()})")
+            a.triggered.connect(slot)
+            bar.addAction(a)
+            return a
+
+        self.start_action = action("Start", self.start, "Ctrl+Return", "Start a run")
+        self.pause_action = action("Pause", self.toggle_pause, "Ctrl+P", "Pause / resume")
+        self.stop_action = action("Stop", self.stop, "Ctrl+.", "Stop after this token or step")
+        self.save_action = action(
+            "Save checkpoint", self.save_checkpoint, "Ctrl+S", "Save a checkpoint now"
+        )
+        bar.addSeparator()
+        self.live_action = action("Show live run", self.show_live, "Ctrl+L", "Back to the live run")
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #d9534f; padding-left: 8px;")
+        bar.addWidget(self.message)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.step_label = QLabel("No run")
+        self.eta_label = QLabel()
+        self.device_label = QLabel()
+        self.memory_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setRange(0, 0)  # busy: loading has no known length
+        self.progress.hide()
+        for w in (
+            self.progress,
+            self.step_label,
+            self.eta_label,
+            self.device_label,
+            self.memory_label,
+        ):
+            bar.addPermanentWidget(w)
+
+    def _load_first_recipe(self, recipe: str | None) -> None:
+        name = recipe or self.settings.value("last_recipe", DEFAULT_RECIPE)
+        try:
+            if recipe and Path(recipe).is_file():
+                self.setup.load_recipe(Path(recipe))
+                return
+            self.setup.select_recipe(name)
+            if self.setup.recipe.currentText() != name:
+                self.setup.select_recipe(DEFAULT_RECIPE)
+            self.setup.load_recipe(self.setup._recipe_path())
+        except ConfigError as exc:
+            self._say(str(exc))
+
+    def _recipe_loaded(self, cfg: RunConfig) -> None:
+        self.base_cfg = cfg
+        self.rewards.set_components(cfg.reward.components, cfg.base_dir)
+        self.settings.setValue("last_recipe", self.setup.recipe.currentText())
+        self.revalidate()
+
+    # --- the config ---------------------------------------------------------------------
+
+    def revalidate(self, save_code: bool = False) -> RunConfig | None:
+        """Build the config from the panels; on a problem, Start is off and says why."""
+        data, errors = self.setup.merged(to_dict(self.base_cfg))
+        problems = list(errors.values()) + self.rewards.errors()
+        cfg = None
+        if not problems:
+            comps = self.rewards.components(save=save_code)
+            data["reward"]["components"] = [to_dict(c) for c in comps]
+            try:
+                cfg = validate(
+                    dataclasses.replace(from_dict(RunConfig, data), base_dir=self.base_cfg.base_dir)
+                )
+            except ConfigError as exc:
+                problems.append(str(exc))
+        self.config = cfg
+        self.config_error = problems[0] if problems else ""
+        self._update_controls()
+        return cfg
+
+    # --- run controls -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def _update_controls(self) -> None:
+        running = self.running
+        self.start_action.setEnabled(not running and self.config is not None)
+        self.start_action.setToolTip(self.config_error or "Start a run (Ctrl+Return)")
+        self.pause_action.setEnabled(running)
+        self.stop_action.setEnabled(running)
+        self.save_action.setEnabled(running)
+        self.live_action.setEnabled(running and self.shown_run_id != self._live_id())
+        paused = running and self.thread.control.paused
+        self.pause_action.setText("Resume" if paused else "Pause")
+        if not running:
+            self.message.setText(self.config_error and f"Cannot start: {self.config_error}")
+
+    def _live_id(self) -> int | None:
+        return self.thread.run_id if self.thread is not None and self.thread.run_id else None
+
+    def start(self) -> bool:
+        if self.running:
+            return False
+        cfg = self.revalidate(save_code=True)
+        if cfg is None:
+            return False
+        self.setup.remember_model(cfg.model.name)
+        self._begin(RunThread(self.db_url, cfg, name=self._run_name(cfg)))
+        return True
+
+    def resume(self, run_id: int) -> None:
+        if self.running:
+            self._say("A run is already training; stop it first")
+            return
+        ckpt = next(
+            (c for c in reversed(self.store.checkpoints(run_id)) if Path(c.path).is_dir()), None
+        )
+        # the steps up to the checkpoint it resumes from; the live points follow them
+        self.live = self._show_stored(run_id, up_to=ckpt.step if ckpt else 0)
+        self.shown_run_id = run_id
+        self._begin(RunThread(self.db_url, resume_id=run_id))
+
+    def _run_name(self, cfg: RunConfig) -> str:
+        from core.runner import default_run_name
+
+        recipe = self.setup.recipe.currentText().removesuffix(" (mine)")
+        return default_run_name(cfg, recipe)
+
+    def _begin(self, thread: RunThread) -> None:
+        self.thread = thread
+        if thread.resume_id is None:
+            self.live = RunSeries("live")
+            self.dashboard.show_runs([self.live])
+            self.samples.clear()
+            self.shown_run_id = None
+        self.pump.follow(thread.events)
+        self._t_start = time.monotonic()
+        self.progress.show()
+        self.step_label.setText("Starting...")
+        self.message.clear()
+        thread.start()
+        self._update_controls()
+
+    def toggle_pause(self) -> None:
+        if not self.running:
+            return
+        control = self.thread.control
+        if control.paused:
+            control.resume()
+        else:
+            control.pause()
+            self.step_label.setText(self.step_label.text() + " (pausing...)")
+        self._update_controls()
+
+    def stop(self) -> None:
+        if self.running:
+            self.thread.control.stop()
+            self.step_label.setText("Stopping after the current token or step...")
+
+    def save_checkpoint(self) -> None:
+        if self.running:
+            self.thread.control.request_checkpoint()
+            self._say("A checkpoint will be saved before the next step", error=False)
+
+    def show_live(self) -> None:
+        if self.running:
+            self.dashboard.show_runs([self.live])
+            self.shown_run_id = self._live_id()
+            self._update_controls()
+
+    # --- events from the worker ---------------------------------------------------------
+
+    def _run_created(self, run_id: int) -> None:
+        self.shown_run_id = run_id
+        self.runs.live_run_id = run_id
+        self.runs.refresh()
+
+    def _on_events(self, events: list) -> None:
+        showing_live = self.shown_run_id == self._live_id() or self.shown_run_id is None
+        for event in events:
+            if isinstance(event, Metrics):
+                self.live.add(event.step, event.wall_time, event.values)
+                if showing_live:
+                    self.dashboard.mark_dirty()
+                self._step_status(event)
+            elif isinstance(event, Samples):
+                if showing_live:
+                    self.samples.add(event.step, event.rows)
+            elif isinstance(event, Status):
+                self._status(event)
+            elif isinstance(event, Log):
+                self._log(event.level, event.message)
+            elif isinstance(event, Checkpoint):
+                self._log("info", f"checkpoint at step {event.step}: {event.path}")
+            elif isinstance(event, Progress):
+                self.progress.show()
+                self.step_label.setText(event.text)
+            elif isinstance(event, RewardFailure):
+                self._reward_failed(event)
+            elif isinstance(event, RunCreated):
+                self._run_created(event.run_id)
+            elif isinstance(event, RunEnded):
+                self._ended(event)
+
+    def _step_status(self, event: Metrics) -> None:
+        total = self.thread.cfg.training.steps if self.thread and self.thread.cfg else 0
+        total = total or (self.store.run(self._live_id()).total_steps if self._live_id() else 0)
+        text = f"Step {event.step} / {total}" if total else f"Step {event.step}"
+        self.step_label.setText(text)
+        if event.step and total and event.wall_time > 0:
+            first = self.live.series.get("reward/mean")
+            done = event.step - (int(first.steps[0]) - 1 if first is not None and first.n else 0)
+            per_step = event.wall_time / max(done, 1)
+            left = per_step * (total - event.step)
+            self.eta_label.setText(f"ETA {_clock(left)} ({per_step:.1f} s/step)")
+        mem = event.values.get("memory/peak_mb")
+        if mem is not None and math.isfinite(mem):
+            self.memory_label.setText(f"Memory {mem:,.0f} MB")
+
+    def _status(self, event: Status) -> None:
+        if event.state == "running":
+            self.progress.hide()
+            if event.message.startswith("Training"):
+                device = event.message.split("(")[-1].rstrip(")") if "(" in event.message else ""
+                self.device_label.setText(device)
+            self._log("info", event.message)
+        elif event.state == "paused":
+            self.step_label.setText(f"Paused at step {event.step} / {event.total_steps}")
+            self._log("info", event.message or "Paused")
+        else:
+            self._log("info", f"{event.state}: {event.message}")
+        self._update_controls()
+
+    def _reward_failed(self, event) -> None:
+        self.docks["reward"].raise_()
+        self.rewards.show_error(f"{event.message}\nFix the code, then press Resume.", event.lineno)
+        self._say(f"Reward failed (run paused): {event.message}")
+        self._log("error", event.message)
+
+    def _ended(self, ended: RunEnded) -> None:
+        run_id, state, error = ended.run_id, ended.state, ended.error
+        self.pump.stop()
+        self.progress.hide()
+        self.runs.live_run_id = None
+        self.runs.refresh()
+        self.step_label.setText(f"Run {run_id or ''} {state}".replace("  ", " "))
+        self.eta_label.clear()
+        if state == "failed" and not run_id and ended.error_type.startswith("Reward"):
+            # the reward did not load (a syntax error...): no run exists; show it at the code
+            self.docks["reward"].raise_()
+            self.rewards.show_error(error)
+            self._say(f"The reward does not load: {error}")
+        elif state == "failed":
+            self._say(error)
+            self._log("error", error)
+            self.error_box = QMessageBox(
+                QMessageBox.Critical, "Run failed", error or "The run failed", parent=self
+            )
+            self.error_box.open()  # not modal-blocking: the window stays usable
+        self.thread.wait(5000)
+        self.thread = None
+        self._update_controls()
+
+    def _log(self, level: str, text: str) -> None:
+        self.log.appendPlainText(f"[{level}] {text}")
+
+    def _say(self, text: str, error: bool = True) -> None:
+        self.message.setStyleSheet(
+            f"color: {'#d9534f' if error else '#3c9a5f'}; padding-left: 8px;"
+        )
+        self.message.setText(text)
+
+    # --- past runs ----------------------------------------------------------------------
+
+    def _show_stored(self, run_id: int, up_to: int | None = None) -> RunSeries:
+        info = self.store.run(run_id)
+        metrics = self.store.metrics(run_id)
+        series = RunSeries.from_store(f"{run_id}: {info.name}", metrics, up_to=up_to)
+        self.dashboard.show_runs([series])
+        self.samples.clear()
+        total = self.store.sample_count(run_id)
+        rows = self.store.samples(
+            run_id, offset=max(0, total - SAMPLES_LOADED), limit=SAMPLES_LOADED
+        )
+        self.samples.add_items(
+            [SampleItem.from_any(r.step, r) for r in rows if up_to is None or r.step <= up_to]
+        )
+        return series
+
+    def open_run(self, run_id: int) -> None:
+        if self.running and run_id == self._live_id():
+            self.show_live()
+            return
+        self._show_stored(run_id)
+        self.shown_run_id = run_id
+        self.statusBar().showMessage(f"Showing run {run_id}", 5000)
+        self._update_controls()
+
+    def compare_runs(self, run_ids: list[int]) -> None:
+        runs = []
+        for run_id in run_ids:
+            info = self.store.run(run_id)
+            runs.append(RunSeries.from_store(f"{run_id}: {info.name}", self.store.metrics(run_id)))
+        self.dashboard.show_runs(runs)
+        self.shown_run_id = -1
+        self._update_controls()
+
+    def _try_rows(self) -> list[tuple[str, str, dict]]:
+        return [(i.prompt, i.completion, {}) for i in self.samples.model.items[-4:]]
+
+    # --- recipes, layout, closing -------------------------------------------------------
+
+    def _save_recipe(self) -> None:
+        cfg = self.revalidate(save_code=True)
+        if cfg is None:
+            self._say(f"Fix the settings before saving: {self.config_error}")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save recipe", str(user_recipes_dir() / "my_recipe.toml"), "Recipe (*.toml)"
+        )
+        if path:
+            self.save_recipe_to(Path(path), cfg)
+
+    def save_recipe_to(self, path: Path, cfg: RunConfig) -> None:
+        save_config(cfg, path)
+        self.setup.refresh_recipes()
+        self.statusBar().showMessage(f"Saved recipe {path}", 5000)
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("geometry")
+        state = self.settings.value("state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 950)
+        if state is not None:
+            self.restoreState(state)
+
+    def closeEvent(self, event) -> None:
+        if self.running:
+            answer = QMessageBox.question(
+                self,
+                "A run is training",
+                "Stop the run (it is saved as stopped, with a checkpoint) and quit?",
+            )
+            if answer != QMessageBox.Yes:
+                event.ignore()
+                return
+            self.stop_and_wait()
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        self.settings.sync()
+        self.store.close()
+        super().closeEvent(event)
+
+    def stop_and_wait(self, timeout_s: float = STOP_WAIT_S) -> bool:
+        """Stop the run and wait for its thread, keeping the window painted meanwhile."""
+        if self.thread is None:
+            return True
+        from PySide6.QtWidgets import QApplication
+
+        self.thread.control.stop()
+        deadline = time.monotonic() + timeout_s
+        while self.thread is not None:  # until its RunEnded has been handled
+            if time.monotonic() > deadline:
+                return False
+            QApplication.processEvents()
+            self.pump.drain()
+            if self.thread is not None:
+                self.thread.wait(50)
+        return True
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

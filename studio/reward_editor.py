@@ -1,0 +1,420 @@
+"""The reward panel: weighted components, a Python editor for user code, and "Try it".
+
+Built-ins are added from a menu with a weight and inline parameters (TOML, e.g.
+`target = 20, unit = "words"`). User code is edited here and saved to a file
+when a run starts or "Try it" is pressed: bundled examples are copied to the
+user's rewards folder first, so the shipped files are never overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.config import RewardComponentConfig
+from core.paths import assets_dir, data_dir
+from core.rewards import BUILTINS, build_reward
+from studio.code_editor import CodeEditor
+
+ERROR_STYLE = "color: #d9534f;"
+OK_STYLE = "color: #3c9a5f;"
+_LINE = re.compile(r"\bline (\d+)")
+COLUMNS = ("Kind", "Name", "Weight", "Parameters")
+
+
+@dataclass
+class _Component:
+    kind: str
+    name: str
+    weight: float
+    params: dict[str, Any]
+    code: str | None = None  # python components: the editor's text
+    path: Path | None = None
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    import tomli_w
+
+    return ", ".join(tomli_w.dumps({k: v}).strip() for k, v in params.items())
+
+
+def _parse_params(text: str) -> dict[str, Any]:
+    text = text.strip()
+    return tomllib.loads(f"v = {{ {text} }}")["v"] if text else {}
+
+
+def user_rewards_dir() -> Path:
+    path = data_dir() / "rewards"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def templates() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((assets_dir() / "rewards").glob("*.py"))}
+
+
+class RewardEditor(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.items: list[_Component] = []
+        self._current: int | None = None  # the python component shown in the editor
+        self.samples_source = None  # callable -> list[(prompt, completion, columns)]
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.itemChanged.connect(self._cell_edited)
+        self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
+
+        add_builtin = QToolButton(text="Add built-in")
+        add_builtin.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(add_builtin)
+        for kind in sorted(BUILTINS):
+            menu.addAction(kind, lambda k=kind: self.add_component(k))
+        add_builtin.setMenu(menu)
+        add_python = QPushButton("Add Python reward")
+        add_python.clicked.connect(lambda: self.add_component("python"))
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._remove_current)
+
+        self.template = QComboBox()
+        self.template.addItem("Load a template...")
+        self.template.addItems(list(templates()))
+        self.template.activated.connect(self._load_template)
+        open_file = QPushButton("Open .py...")
+        open_file.clicked.connect(self._open_file)
+        self.editor = CodeEditor()
+        self.editor.textChanged.connect(self._code_edited)
+        self.file_label = QLabel()
+
+        self.try_input = QPlainTextEdit()
+        self.try_input.setPlaceholderText(
+            "Completions to try, one per line (empty: samples from the run or examples)"
+        )
+        self.try_input.setMaximumHeight(70)
+        self.try_button = QPushButton("Try it")
+        self.try_button.setToolTip("Score a few completions with the rewards above")
+        self.try_button.clicked.connect(self.try_it)
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        self.result.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        buttons = QHBoxLayout()
+        for w in (add_builtin, add_python, remove):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.file_label, 1)
+        file_row.addWidget(self.template)
+        file_row.addWidget(open_file)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addLayout(buttons)
+        top_layout.addWidget(self.table)
+        code = QWidget()
+        code_layout = QVBoxLayout(code)
+        code_layout.setContentsMargins(0, 0, 0, 0)
+        code_layout.addLayout(file_row)
+        code_layout.addWidget(self.editor, 1)
+        code_layout.addWidget(self.try_input)
+        code_layout.addWidget(self.try_button)
+        code_layout.addWidget(self.result)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(top)
+        split.addWidget(code)
+        split.setSizes([120, 400])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
+        self._show_editor(None)
+
+    # --- components ----------------------------------------------------------------
+
+    def set_components(self, components, base_dir: str = "") -> None:
+        self.items = []
+        for c in components:
+            params = dict(c.params or {})
+            item = _Component(c.kind, c.name, float(c.weight), params)
+            if c.kind == "python" and "path" in params:
+                path = Path(params.pop("path")).expanduser()
+                if not path.is_absolute() and base_dir:
+                    path = Path(base_dir) / path
+                item.path = path
+                item.code = path.read_text(encoding="utf-8") if path.is_file() else ""
+            self.items.append(item)
+        self._refresh_table()
+        first_python = next((i for i, c in enumerate(self.items) if c.kind == "python"), None)
+        self._select(first_python if first_python is not None else 0)
+        self.changed.emit()
+
+    def add_component(self, kind: str, weight: float = 1.0) -> None:
+        names = {c.name or c.kind for c in self.items}
+        name = "" if kind not in names else f"{kind}_{len(self.items) + 1}"
+        item = _Component(kind, name, weight, {})
+        if kind == "python":
+            template = templates().get("template")
+            item.code = template.read_text(encoding="utf-8") if template else _MINIMAL
+            item.name = name or f"my_reward_{len(self.items) + 1}"
+        self.items.append(item)
+        self._refresh_table()
+        self.table.selectRow(len(self.items) - 1)
+        self._select(len(self.items) - 1)
+        self.changed.emit()
+
+    def _remove_current(self) -> None:
+        row = self.table.currentRow()
+        if 0 <= row < len(self.items):
+            del self.items[row]
+            self._refresh_table()
+            self._select(min(row, len(self.items) - 1))
+            self.changed.emit()
+
+    def _refresh_table(self) -> None:
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.items))
+        for row, c in enumerate(self.items):
+            kind = QTableWidgetItem(c.kind)
+            kind.setFlags(kind.flags() & ~Qt.ItemIsEditable)
+            params = (
+                QTableWidgetItem(str(c.path or "(unsaved)"))
+                if c.kind == "python"
+                else QTableWidgetItem(_params_text(c.params))
+            )
+            if c.kind == "python":
+                params.setFlags(params.flags() & ~Qt.ItemIsEditable)
+            else:
+                params.setToolTip('TOML, e.g. target = 20, unit = "words"')
+            for col, cell in enumerate(
+                (kind, QTableWidgetItem(c.name), QTableWidgetItem(f"{c.weight:g}"), params)
+            ):
+                self.table.setItem(row, col, cell)
+        self.table.blockSignals(False)
+
+    def _cell_edited(self, cell: QTableWidgetItem) -> None:
+        c = self.items[cell.row()]
+        text = cell.text()
+        if cell.column() == 1:
+            c.name = text.strip()
+        elif cell.column() == 2:
+            try:
+                c.weight = float(text)
+            except ValueError:
+                c.weight = float("nan")  # reported by errors()
+        elif cell.column() == 3 and c.kind != "python":
+            try:
+                c.params = _parse_params(text)
+                cell.setBackground(self.table.palette().base())
+                cell.setToolTip('TOML, e.g. target = 20, unit = "words"')
+            except tomllib.TOMLDecodeError as exc:
+                c.params = {"__invalid__": str(exc)}
+                cell.setToolTip(f"Not valid TOML: {exc}")
+        self.changed.emit()
+
+    def errors(self) -> list[str]:
+        """Problems the table shows before anything runs."""
+        out = []
+        for c in self.items:
+            label = c.name or c.kind
+            if "__invalid__" in c.params:
+                out.append(f"reward '{label}': parameters are not valid TOML")
+            if c.weight != c.weight:
+                out.append(f"reward '{label}': the weight must be a number")
+        return out
+
+    def components(self, save: bool = False) -> tuple[RewardComponentConfig, ...]:
+        """The config's reward components; with `save`, user code is written to its file
+        first (so the run and "Try it" read what the editor shows)."""
+        self._store_editor()
+        out = []
+        for c in self.items:
+            params = dict(c.params)
+            if c.kind == "python":
+                if save:
+                    self._save_code(c)
+                params["path"] = str(c.path or user_rewards_dir() / f"{c.name or 'reward'}.py")
+            out.append(RewardComponentConfig(c.kind, c.weight, c.name, params))
+        return tuple(out)
+
+    def _save_code(self, c: _Component) -> None:
+        text = c.code or ""
+        on_disk = c.path.read_text(encoding="utf-8") if c.path and c.path.is_file() else None
+        if on_disk == text:
+            return
+        if c.path is None or _inside(c.path, assets_dir()):
+            c.path = _free_path(user_rewards_dir(), c.name or (c.path.stem if c.path else "reward"))
+        c.path.write_text(text, encoding="utf-8")
+        self._refresh_table()
+        self.file_label.setText(str(c.path))
+
+    # --- the code editor -----------------------------------------------------------
+
+    def _select(self, row: int) -> None:
+        if row is None or not 0 <= row < len(self.items) or self.items[row].kind != "python":
+            if self._current is not None and self._current < len(self.items):
+                return  # keep showing the python code while a built-in row is selected
+            self._show_editor(None)
+            return
+        self._store_editor()
+        self._show_editor(row)
+
+    def _store_editor(self) -> None:
+        if self._current is not None and self._current < len(self.items):
+            self.items[self._current].code = self.editor.toPlainText()
+
+    def _show_editor(self, row: int | None) -> None:
+        self._current = row
+        enabled = row is not None
+        self.editor.blockSignals(True)
+        self.editor.setPlainText(self.items[row].code or "" if enabled else "")
+        self.editor.blockSignals(False)
+        self.editor.setEnabled(enabled)
+        self.template.setEnabled(enabled)
+        if enabled:
+            path = self.items[row].path
+            self.file_label.setText(str(path) if path else "unsaved (saved on Start / Try it)")
+        else:
+            self.file_label.setText("Add a Python reward to write your own code")
+
+    def _code_edited(self) -> None:
+        self._store_editor()
+        self.result.clear()
+        self.changed.emit()
+
+    def _load_template(self, index: int) -> None:
+        if index <= 0 or self._current is None:
+            return
+        path = templates()[self.template.itemText(index)]
+        self.editor.setPlainText(path.read_text(encoding="utf-8"))
+        self.template.setCurrentIndex(0)
+
+    def _open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open reward file", "", "Python (*.py)")
+        if not path:
+            return
+        if self._current is None:
+            self.add_component("python")
+        c = self.items[self._current]
+        c.path = Path(path)
+        c.name = c.name or c.path.stem
+        self._show_editor(self._current)
+        self.editor.setPlainText(c.path.read_text(encoding="utf-8"))
+        self._refresh_table()
+
+    # --- errors and "Try it" --------------------------------------------------------
+
+    def show_error(self, message: str, lineno: int | None = None) -> None:
+        """Show a reward failure; the line is taken from the message when not given."""
+        if lineno is None:
+            m = _LINE.search(message)
+            lineno = int(m.group(1)) if m else None
+        self.result.setStyleSheet(ERROR_STYLE)
+        self.result.setText(message)
+        if lineno is not None and self._current is not None:
+            self.editor.mark_error(lineno)
+
+    def try_it(self) -> bool:
+        """Score a few completions; show per-component scores, or the error with its line."""
+        self.result.clear()
+        self.editor.mark_error(None)
+        problems = self.errors()
+        if problems:
+            self.show_error(problems[0])
+            return False
+        rows = self._try_rows()
+        prompts = [r[0] for r in rows]
+        completions = [r[1] for r in rows]
+        columns: dict[str, list] = {}
+        for _, _, cols in rows:
+            for k, v in cols.items():
+                columns.setdefault(k, []).append(v)
+        columns = {k: v for k, v in columns.items() if len(v) == len(rows)}
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        reward = None
+        try:
+            reward = build_reward(self.components(save=True), tokenizer=_WordTokenizer())
+            result = reward(prompts, completions, **columns)
+        except Exception as exc:
+            self.show_error(str(exc), getattr(exc, "lineno", None))
+            return False
+        finally:
+            if reward is not None and hasattr(reward, "close"):
+                reward.close()
+            QApplication.restoreOverrideCursor()
+        lines = []
+        for i, completion in enumerate(completions):
+            parts = ", ".join(f"{k} {v[i]:.3f}" for k, v in result.components.items())
+            lines.append(f"{result.total[i]:+.3f}  ({parts})  {completion[:60]!r}")
+        self.result.setStyleSheet(OK_STYLE)
+        self.result.setText("\n".join(lines))
+        return True
+
+    def _try_rows(self) -> list[tuple[str, str, dict]]:
+        typed = [line for line in self.try_input.toPlainText().splitlines() if line.strip()]
+        source = self.samples_source() if self.samples_source else []
+        if typed:
+            prompt, cols = (source[0][0], source[0][2]) if source else ("", {})
+            return [(prompt, t, cols) for t in typed]
+        if source and any(r[1] for r in source):
+            return source[:4]
+        return [(p, c, {}) for p, c in _EXAMPLES]
+
+
+class _WordTokenizer:
+    """ "Try it" has no model loaded: token-based lengths count words instead."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[str]:
+        return text.split()
+
+    def __call__(self, texts, add_special_tokens: bool = False, **_):
+        return {"input_ids": [t.split() for t in texts]}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _free_path(folder: Path, stem: str) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem) or "reward"
+    path, n = folder / f"{stem}.py", 2
+    while path.exists():
+        path, n = folder / f"{stem}_{n}.py", n + 1
+    return path
+
+
+_MINIMAL = "def reward(prompt, completion, **columns):\n    return float(len(completion) > 0)\n"
+_EXAMPLES = (
+    ("Once upon a time", " there was a happy little fox who loved the sunny meadow."),
+    ("Once upon a time", " the storm destroyed everything and everyone was miserable."),
+    ("What is 2 + 2?", " 4"),
+)

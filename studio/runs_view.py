@@ -1,0 +1,263 @@
+"""The runs browser: every run in the store, to open, compare, rename, delete and export."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.exports import export_metrics, export_run_model, export_samples
+from core.store import RunInfo, Store
+
+COLUMNS = (
+    "ID",
+    "Name",
+    "Status",
+    "Algorithm",
+    "Model",
+    "Steps",
+    "Last reward",
+    "Started",
+    "Duration",
+)
+REFRESH_MS = 3000
+
+
+def _duration(info: RunInfo) -> str:
+    if info.started_at is None:
+        return ""
+    end = info.finished_at or datetime.now(UTC)
+    if (end.tzinfo is None) != (info.started_at.tzinfo is None):  # SQLite may drop the zone
+        end = end.replace(tzinfo=info.started_at.tzinfo)
+    seconds = max(0, int((end - info.started_at).total_seconds()))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+class _Item(QTableWidgetItem):
+    """Sorts by the value it was made from, not its text."""
+
+    def __init__(self, text: str, key) -> None:
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.key, getattr(other, "key", other.text())
+        try:
+            return a < b
+        except TypeError:
+            return str(a) < str(b)
+
+
+class RunsView(QWidget):
+    open_requested = Signal(int)
+    compare_requested = Signal(list)
+    resume_requested = Signal(int)
+    message = Signal(str)
+
+    def __init__(self, store: Store, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.live_run_id: int | None = None
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.setEditTriggers(
+            QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed
+        )
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.table.setSortingEnabled(True)
+        self.table.itemChanged.connect(self._renamed)
+        self.table.cellDoubleClicked.connect(self._double_clicked)
+
+        buttons = {
+            "Open": self._open,
+            "Compare": self._compare,
+            "Resume": self._resume,
+            "Delete": self._delete,
+            "Refresh": self.refresh,
+        }
+        bar = QHBoxLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        for label, slot in buttons.items():
+            b = QPushButton(label)
+            b.clicked.connect(slot)
+            self.buttons[label] = b
+            bar.addWidget(b)
+        self.buttons["Compare"].setToolTip("Overlay the curves of the selected runs")
+        export = QToolButton(text="Export")
+        export.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(export)
+        menu.addAction("Metrics (CSV / JSON)...", lambda: self._export("metrics"))
+        menu.addAction("Samples (CSV / JSON)...", lambda: self._export("samples"))
+        menu.addAction("Model folder...", self._export_model)
+        export.setMenu(menu)
+        bar.addWidget(export)
+        bar.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.table)
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._refresh_if_visible)
+        self._timer.start()
+        self.refresh()
+
+    def _refresh_if_visible(self) -> None:
+        if self.isVisible():
+            self.refresh()
+
+    def refresh(self) -> None:
+        selected = set(self.selected_ids())
+        try:
+            runs = self.store.runs()
+        except Exception as exc:  # a locked or vanished database must not break the window
+            self.message.emit(f"Could not read the runs: {exc}")
+            return
+        self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(runs))
+        for row, info in enumerate(runs):
+            last = "" if info.last_reward is None else f"{info.last_reward:.3f}"
+            cells = [
+                _Item(str(info.id), info.id),
+                _Item(info.name, info.name),
+                _Item(str(info.status), str(info.status)),
+                _Item(info.algorithm, info.algorithm),
+                _Item(info.model, info.model),
+                _Item(f"{info.last_step} / {info.total_steps}", info.last_step),
+                _Item(last, info.last_reward if info.last_reward is not None else float("-inf")),
+                _Item(f"{info.created_at:%Y-%m-%d %H:%M}", info.created_at),
+                _Item(_duration(info), _duration(info)),
+            ]
+            for col, cell in enumerate(cells):
+                if col != 1:
+                    cell.setFlags(cell.flags() & ~Qt.ItemIsEditable)
+                cell.setData(Qt.UserRole, info.id)
+                if info.error and col == 2:
+                    cell.setToolTip(info.error)
+                self.table.setItem(row, col, cell)
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+        if selected:
+            for row in range(self.table.rowCount()):
+                if self.table.item(row, 0).data(Qt.UserRole) in selected:
+                    self.table.selectRow(row)
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.table.item(r, 0).data(Qt.UserRole) for r in rows]
+
+    def select_ids(self, ids: list[int]) -> None:
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QAbstractItemView.MultiSelection)
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.UserRole) in ids:
+                self.table.selectRow(row)
+        self.table.setSelectionMode(mode)
+
+    def _one(self) -> int | None:
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            self.message.emit("Select one run")
+            return None
+        return ids[0]
+
+    def _open(self) -> None:
+        run_id = self._one()
+        if run_id is not None:
+            self.open_requested.emit(run_id)
+
+    def _double_clicked(self, row: int, col: int) -> None:
+        if col != 1:
+            self.open_requested.emit(self.table.item(row, 0).data(Qt.UserRole))
+
+    def _compare(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) < 2:
+            self.message.emit("Select two or more runs to compare (Ctrl+click)")
+            return
+        self.compare_requested.emit(ids)
+
+    def _resume(self) -> None:
+        run_id = self._one()
+        if run_id is not None:
+            self.resume_requested.emit(run_id)
+
+    def _renamed(self, cell: QTableWidgetItem) -> None:
+        if cell.column() != 1:
+            return
+        name = cell.text().strip()
+        if name:
+            self.store.rename_run(cell.data(Qt.UserRole), name)
+            self.message.emit(f"Renamed run {cell.data(Qt.UserRole)} to {name!r}")
+        self.refresh()
+
+    def _delete(self, confirm: bool = True) -> None:
+        ids = [i for i in self.selected_ids() if i != self.live_run_id]
+        if not ids:
+            self.message.emit("Select finished runs to delete (not the one training)")
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Delete runs",
+                f"Delete {len(ids)} run(s) with their metrics and samples? "
+                "Checkpoints on disk are kept.",
+            )
+            if answer != QMessageBox.Yes:
+                return
+        for run_id in ids:
+            self.store.delete_run(run_id)
+        self.message.emit(f"Deleted {len(ids)} run(s)")
+        self.refresh()
+
+    def _export(self, what: str) -> None:
+        run_id = self._one()
+        if run_id is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, f"Export {what}", f"run-{run_id}-{what}.csv", "CSV (*.csv);;JSON (*.json)"
+        )
+        if not path:
+            return
+        try:
+            fn = export_metrics if what == "metrics" else export_samples
+            n = fn(self.store, run_id, path)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
+            return
+        self.message.emit(f"Exported {n} {what} rows to {path}")
+
+    def _export_model(self) -> None:
+        run_id = self._one()
+        if run_id is None:
+            return
+        out = QFileDialog.getExistingDirectory(self, "Export the model into a folder")
+        if not out:
+            return
+        try:
+            path, step = export_run_model(self.store, run_id, out)
+        except Exception as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
+            return
+        self.message.emit(f"Exported run {run_id} (step {step}) to {path}")

@@ -1,0 +1,253 @@
+"""Run setup: recipe, model, prompt set (with a preview), algorithm, and the settings form."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.config import (
+    AlgorithmConfig,
+    ConfigError,
+    DataConfig,
+    GenerationConfig,
+    IlqlConfig,
+    LoggingConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+    load_config,
+)
+from core.data import bundled_prompt_sets, load_prompts
+from core.models import TINY_RANDOM
+from core.paths import assets_dir, data_dir
+from studio.config_form import ConfigForm
+
+DEFAULT_MODEL = ModelConfig().name
+SECTIONS = [
+    ("training", TrainingConfig),
+    ("generation", GenerationConfig),
+    ("algorithm", AlgorithmConfig),
+    ("ilql", IlqlConfig),
+    ("model", ModelConfig),
+    ("data", DataConfig),
+    ("logging", LoggingConfig),
+]
+PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
+RECENT_KEY = "recent_models"
+PREVIEW_ROWS = 5
+
+
+def bundled_recipes() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((assets_dir() / "recipes").glob("*.toml"))}
+
+
+def user_recipes_dir() -> Path:
+    path = data_dir() / "recipes"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def all_recipes() -> dict[str, Path]:
+    mine = {f"{p.stem} (mine)": p for p in sorted(user_recipes_dir().glob("*.toml"))}
+    return {**bundled_recipes(), **mine}
+
+
+class SetupPanel(QWidget):
+    changed = Signal()
+    recipe_loaded = Signal(object)  # RunConfig
+    save_requested = Signal()
+
+    def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+
+        self.recipe = QComboBox()
+        self._fill_recipes()
+        self.recipe.activated.connect(lambda _: self.load_recipe(self._recipe_path()))
+        open_recipe = QPushButton("Open...")
+        open_recipe.clicked.connect(self._open_recipe)
+        save_recipe = QPushButton("Save as...")
+        save_recipe.setToolTip("Save these settings and rewards as a recipe of your own")
+        save_recipe.clicked.connect(self.save_requested.emit)
+
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.setToolTip(ModelConfig.__dataclass_fields__["name"].metadata["help"])
+        self._fill_models()
+        self.model.currentTextChanged.connect(self._edited)
+        model_folder = QPushButton("Folder...")
+        model_folder.setToolTip("A Hugging Face model folder (config.json + weights)")
+        model_folder.clicked.connect(self._open_model_folder)
+        model_gguf = QPushButton(".gguf...")
+        model_gguf.clicked.connect(self._open_gguf)
+
+        self.prompts = QComboBox()
+        self.prompts.setEditable(True)
+        self.prompts.addItems(list(bundled_prompt_sets()))
+        self.prompts.currentTextChanged.connect(self._prompts_changed)
+        prompts_file = QPushButton("File...")
+        prompts_file.setToolTip("A .jsonl, .csv or .txt file of prompts")
+        prompts_file.clicked.connect(self._open_prompts)
+        self.preview = QListWidget()
+        self.preview.setMaximumHeight(96)
+        self.preview_note = QLabel()
+
+        self.algorithm = QComboBox()
+        self.algorithm.addItems(
+            list(AlgorithmConfig.__dataclass_fields__["name"].metadata["choices"])
+        )
+        self.algorithm.currentTextChanged.connect(self._algorithm_changed)
+
+        self.form = ConfigForm(SECTIONS, skip=PICKED)
+        self.form.changed.connect(self._edited)
+
+        picks = QFormLayout()
+        picks.addRow("Recipe", _row(self.recipe, open_recipe, save_recipe))
+        picks.addRow("Model", _row(self.model, model_folder, model_gguf))
+        picks.addRow("Prompts", _row(self.prompts, prompts_file))
+        picks.addRow("", self.preview)
+        picks.addRow("", self.preview_note)
+        picks.addRow("Algorithm", self.algorithm)
+        layout = QVBoxLayout(self)
+        layout.addLayout(picks)
+        layout.addWidget(self.form, 1)
+        self.base_dir = ""
+
+    # --- recipe in and out --------------------------------------------------------------
+
+    def _fill_recipes(self) -> None:
+        self.recipe.blockSignals(True)
+        self.recipe.clear()
+        for name, path in all_recipes().items():
+            self.recipe.addItem(name, str(path))
+        self.recipe.blockSignals(False)
+
+    def _recipe_path(self) -> Path:
+        return Path(self.recipe.currentData())
+
+    def select_recipe(self, name: str) -> None:
+        index = self.recipe.findText(name)
+        if index >= 0:
+            self.recipe.setCurrentIndex(index)
+
+    def load_recipe(self, path: Path) -> RunConfig:
+        cfg = load_config(path)
+        self.show_config(cfg)
+        self.recipe_loaded.emit(cfg)
+        return cfg
+
+    def show_config(self, cfg: RunConfig) -> None:
+        from core.config import to_dict
+
+        self.base_dir = cfg.base_dir
+        for w in (self.model, self.prompts, self.algorithm):
+            w.blockSignals(True)
+        self.model.setCurrentText(cfg.model.name)
+        self.prompts.setCurrentText(cfg.data.prompts)
+        self.algorithm.setCurrentText(cfg.algorithm.name)
+        for w in (self.model, self.prompts, self.algorithm):
+            w.blockSignals(False)
+        self.form.set_values(to_dict(cfg))
+        self._algorithm_changed(cfg.algorithm.name)
+        self._prompts_changed(cfg.data.prompts)
+
+    def merged(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """`to_dict(config)` data with this panel's picks and form values written in."""
+        data, errors = self.form.merged(data)
+        data["model"]["name"] = self.model.currentText().strip()
+        data["data"]["prompts"] = self.prompts.currentText().strip()
+        data["algorithm"]["name"] = self.algorithm.currentText()
+        return data, errors
+
+    def _open_recipe(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", "", "Recipe (*.toml)")
+        if path:
+            try:
+                self.load_recipe(Path(path))
+            except ConfigError as exc:
+                self.preview_note.setText(str(exc))
+
+    def refresh_recipes(self) -> None:
+        self._fill_recipes()
+
+    # --- model ----------------------------------------------------------------------
+
+    def _fill_models(self) -> None:
+        recent = [m for m in self.recent_models() if m not in (DEFAULT_MODEL, TINY_RANDOM)]
+        self.model.addItems([DEFAULT_MODEL, TINY_RANDOM, *recent])
+
+    def recent_models(self) -> list[str]:
+        value = self.settings.value(RECENT_KEY, [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def remember_model(self, name: str) -> None:
+        if name in (DEFAULT_MODEL, TINY_RANDOM):
+            return
+        recent = [name, *[m for m in self.recent_models() if m != name]][:8]
+        self.settings.setValue(RECENT_KEY, recent)
+
+    def _open_model_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a model folder")
+        if path:
+            self.model.setCurrentText(path)
+
+    def _open_gguf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", "", "GGUF (*.gguf)")
+        if path:
+            self.model.setCurrentText(path)
+
+    # --- prompts --------------------------------------------------------------------
+
+    def _open_prompts(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open prompts", "", "Prompts (*.jsonl *.csv *.txt)"
+        )
+        if path:
+            self.prompts.setCurrentText(path)
+
+    def _prompts_changed(self, text: str) -> None:
+        self.preview.clear()
+        cfg = dataclasses.replace(DataConfig(), prompts=text.strip())
+        try:
+            prompt_set = load_prompts(cfg, self.base_dir)
+        except Exception as exc:  # a wrong path or a bad file: say so, start stays off
+            self.preview_note.setText(str(exc))
+            self.preview_note.setStyleSheet("color: #d9534f;")
+        else:
+            for p in prompt_set.prompts[:PREVIEW_ROWS]:
+                self.preview.addItem(" ".join(p.split())[:200])
+            extra = f"; columns: {', '.join(prompt_set.columns)}" if prompt_set.columns else ""
+            self.preview_note.setText(f"{len(prompt_set)} prompts{extra}")
+            self.preview_note.setStyleSheet("")
+        self._edited()
+
+    def _algorithm_changed(self, name: str) -> None:
+        self.form.groups["ilql"].setVisible(name == "ilql")
+        self._edited()
+
+    def _edited(self, *_: Any) -> None:
+        self.changed.emit()
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(widgets[0], 1)
+    for w in widgets[1:]:
+        layout.addWidget(w)
+    return box

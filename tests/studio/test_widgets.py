@@ -1,0 +1,121 @@
+"""The pieces behind the window: curve buffers and smoothing, the generated form, the
+samples table's filter and the token colouring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core.config import TrainingConfig
+from studio.config_form import ConfigForm
+from studio.dashboard import Dashboard, RunSeries, panel_for
+from studio.samples_view import SampleItem, SamplesView, token_html
+from studio.series import Series, ema
+
+
+def test_series_grows_and_smooths_incrementally():
+    s = Series(capacity=2)
+    for i, v in enumerate([1.0, 2.0, math.nan, 3.0, 4.0]):
+        s.append(i, i * 0.5, v)
+    assert s.n == 5 and list(s.steps) == [0, 1, 2, 3, 4]
+    # debiased EMA with weight 0.5 by hand; the NaN point carries the last average
+    expected = [1.0, (0.25 * 1 + 0.5 * 2) / 0.75, (0.25 * 1 + 0.5 * 2) / 0.75]
+    np.testing.assert_allclose(s.smoothed(0.5)[:3], expected)
+    whole = ema(s.values, 0.5)
+    s.append(5, 2.5, 5.0)  # the cached EMA extends to the new point only
+    np.testing.assert_allclose(s.smoothed(0.5)[:5], whole)
+    np.testing.assert_allclose(s.smoothed(0.5), ema(s.values, 0.5))
+    assert s.smoothed(0.0) is not None and s.smoothed(0.0)[3] == 3.0
+
+
+def test_metric_keys_land_in_their_panels():
+    assert panel_for("reward/mean").title == "Reward"
+    assert panel_for("reward/letter_e").title == "Reward"
+    assert panel_for("reward/std") is None  # drawn as the band around the mean
+    assert panel_for("objective/kl_coef").title == "KL to reference"
+    assert panel_for("loss/q").title == "Losses"
+    assert panel_for("time/update_s") is None
+
+
+def test_dashboard_draws_live_points_and_a_reward_band(qtbot):
+    d = Dashboard()
+    qtbot.addWidget(d)
+    run = RunSeries("live")
+    d.show_runs([run])
+    for step in range(1, 6):
+        d.add_metrics(0, step, step * 2.0, {"reward/mean": step / 10, "reward/std": 0.1})
+    d.redraw_if_dirty()
+    assert d.curve_points("reward/mean") == 5
+    upper, lower, _ = d._bands[0]
+    np.testing.assert_allclose(upper.yData - lower.yData, 0.2)
+    d.x_choice.setCurrentIndex(1)  # wall time on the x axis
+    d.redraw_if_dirty()
+    np.testing.assert_allclose(d._curves[(0, "reward/mean")].xData, [2, 4, 6, 8, 10])
+
+
+def test_dashboard_exports_png(qtbot, tmp_path):
+    d = Dashboard()
+    qtbot.addWidget(d)
+    d.resize(900, 600)
+    run = RunSeries("live")
+    run.add(1, 1.0, {"reward/mean": 0.5})
+    d.show_runs([run])
+    d.export_png(str(tmp_path / "all.png"))
+    d.export_png(str(tmp_path / "reward.png"), panel="Reward")
+    assert (tmp_path / "all.png").stat().st_size > 1000
+    assert (tmp_path / "reward.png").stat().st_size > 500
+
+
+def test_form_checks_each_field_inline(qtbot):
+    form = ConfigForm([("training", TrainingConfig)])
+    qtbot.addWidget(form)
+    form.set_values({"training": {"steps": 20, "learning_rate": 1e-5, "lr_schedule": "cosine"}})
+    data, errors = form.merged({"training": {}})
+    assert errors == {}
+    assert data["training"]["learning_rate"] == 1e-5
+    assert data["training"]["lr_schedule"] == "cosine"
+    form.widget_for("training.steps").setText("0")
+    form.widget_for("training.batch_size").setText("2.5")
+    _, errors = form.merged({"training": {}})
+    assert "at least 1" in errors["training.steps"]
+    assert "whole number" in errors["training.batch_size"]
+    assert "Prompts per step" in form.widget_for("training.batch_size").toolTip()
+
+
+def _item(step, reward, completion="text"):
+    return SampleItem(step, "prompt", completion, reward, {"r": reward})
+
+
+def test_samples_filter_by_text_step_and_reward(qtbot):
+    view = SamplesView()
+    qtbot.addWidget(view)
+    view.add_items([_item(1, 0.1, "a cat"), _item(2, 0.9, "a dog"), _item(3, 0.5, "a cow")])
+    assert view.proxy.rowCount() == 3
+    view.search.setText("dog")
+    assert view.proxy.rowCount() == 1
+    view.search.setText("")
+    view.step_min.setValue(2)
+    assert view.proxy.rowCount() == 2
+    view.reward_min.setValue(0.6)
+    assert view.proxy.rowCount() == 1
+    assert view.model.headerData(4, 1) == "r"  # a column per reward component
+
+
+def test_token_colouring_follows_the_chosen_quantity():
+    item = SampleItem(
+        1,
+        "p",
+        "ab",
+        1.0,
+        {},
+        tokens=["a", "b<"],
+        logprobs=[-0.1, -5.0],
+        kl=[0.0, 2.0],
+        advantages=[1.0, -1.0],
+    )
+    by_logprob = token_html(item, "logprob")
+    assert "b&lt;" in by_logprob  # token text is escaped
+    assert "rgba(220, 60, 60, 0.65)" in by_logprob  # the unlikely token is the reddest
+    by_advantage = token_html(item, "advantage")
+    assert "rgba(40, 170, 80" in by_advantage and "rgba(60, 110, 230" in by_advantage
