@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PySide6.QtCore import Qt
 
-from core.config import TrainingConfig
+from core.config import TrainingConfig, to_dict
 from studio.config_form import ConfigForm
 from studio.dashboard import Dashboard, RunSeries, panel_for
 from studio.samples_view import SampleItem, SamplesView, token_html
@@ -70,7 +71,8 @@ def test_dashboard_exports_png(qtbot, tmp_path):
 def test_form_checks_each_field_inline(qtbot):
     form = ConfigForm([("training", TrainingConfig)])
     qtbot.addWidget(form)
-    form.set_values({"training": {"steps": 20, "learning_rate": 1e-5, "lr_schedule": "cosine"}})
+    values = dict(to_dict(TrainingConfig()), learning_rate=1e-5, lr_schedule="cosine")
+    form.set_values({"training": values})
     data, errors = form.merged({"training": {}})
     assert errors == {}
     assert data["training"]["learning_rate"] == 1e-5
@@ -99,7 +101,7 @@ def test_samples_filter_by_text_step_and_reward(qtbot):
     assert view.proxy.rowCount() == 2
     view.reward_min.setValue(0.6)
     assert view.proxy.rowCount() == 1
-    assert view.model.headerData(4, 1) == "r"  # a column per reward component
+    assert view.model.headerData(4, Qt.Horizontal) == "r"  # a column per reward component
 
 
 def test_token_colouring_follows_the_chosen_quantity():
