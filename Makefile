@@ -24,7 +24,7 @@ studio: setup
 	$(BIN)/rlstudio
 
 test: setup
-	$(BIN)/python -m pytest -q -m "not studio_live"
+	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

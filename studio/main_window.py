@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.db_url = self.store.url
         self.thread: RunThread | None = None
         self.shown_run_id: int | None = None
+        self.last_run_id: int | None = None  # the newest run this window started
         self.live = RunSeries("live")
         self.base_cfg = RunConfig()
         self.config: RunConfig | None = None
@@ -289,6 +290,7 @@ class MainWindow(QMainWindow):
     # --- events from the worker ---------------------------------------------------------
 
     def _run_created(self, run_id: int) -> None:
+        self.last_run_id = run_id
         self.shown_run_id = run_id
         self.runs.live_run_id = run_id
         self.runs.refresh()
