@@ -146,6 +146,11 @@ class SetupPanel(QWidget):
 
     def load_recipe(self, path: Path) -> RunConfig:
         cfg = load_config(path)
+        index = self.recipe.findData(str(path))
+        if index < 0:  # a file from elsewhere: list it so the box says what is loaded
+            self.recipe.addItem(Path(path).stem, str(path))
+            index = self.recipe.count() - 1
+        self.recipe.setCurrentIndex(index)
         self.show_config(cfg)
         self.recipe_loaded.emit(cfg)
         return cfg
