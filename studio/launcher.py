@@ -7,6 +7,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # reward workers are spawned: a frozen app must not relaunch
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] == "studio" or argv[0] in ("--db", "--recipe"):
         from studio.app import main as studio_main

@@ -24,8 +24,12 @@ to accept whatever is there.
 
 Rules for the returned numbers: real numbers (True/False count as 1/0), never
 NaN or infinity. Keep scores on a modest scale (roughly -1..1 or 0..10); the
-weight in the recipe scales them further. If your code raises an error, the
-run stops and shows the line in this file and the sample that failed.
+weight in the recipe scales them further. The function runs in a separate
+worker process with a time limit per batch. If it raises, hangs, crashes or
+returns a bad value, the message names the line in this file and the sample;
+the studio pauses the run until you fix the file and press Resume (from the
+command line, `rlstudio resume RUN_ID` carries the run on). `print` output
+shows in the studio's log.
 """
 
 
