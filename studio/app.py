@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -15,6 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if _no_display():
+        print(
+            "rlstudio: no display to open the studio on; train headless with "
+            "`rlstudio train assets/recipes/sentiment_ppo.toml` (see `rlstudio --help`)",
+            file=sys.stderr,
+        )
+        return 2
     from PySide6.QtWidgets import QApplication
 
     from studio.main_window import MainWindow
@@ -27,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(db_url=args.db, recipe=args.recipe)
     window.show()
     return app.exec()
+
+
+def _no_display() -> bool:
+    """Linux without X11 / Wayland (an SSH session, a server): Qt would abort."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 if __name__ == "__main__":
