@@ -26,12 +26,20 @@ from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict,
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
 from core.store import Store
+from core.store.records import LIVE
 from studio.dashboard import Dashboard, RunSeries
 from studio.reward_editor import RewardEditor
 from studio.runs_view import RunsView
 from studio.samples_view import SampleItem, SamplesView
 from studio.setup_panel import SetupPanel, user_recipes_dir
-from studio.worker import EventPump, Progress, RunCreated, RunEnded, RunThread
+from studio.worker import (
+    EventPump,
+    Progress,
+    RunCreated,
+    RunEnded,
+    RunThread,
+    collect_garbage_in_gui_thread,
+)
 
 DEFAULT_RECIPE = "sentiment_ppo"
 LOG_LINES = 2000
@@ -84,6 +92,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_status_bar()
 
+        collect_garbage_in_gui_thread()
         self.pump = EventPump(self)
         self.pump.delivered.connect(self._on_events)
         self._validate_timer = QTimer(self, singleShot=True, interval=150)
@@ -231,12 +240,15 @@ class MainWindow(QMainWindow):
         if self.running:
             self._say("A run is already training; stop it first")
             return
+        if str(self.store.run(run_id).status) in LIVE:
+            self._say(f"Run {run_id} is training in another process; it cannot be resumed here")
+            return
         ckpt = next(
             (c for c in reversed(self.store.checkpoints(run_id)) if Path(c.path).is_dir()), None
         )
         # the steps up to the checkpoint it resumes from; the live points follow them
         self.live = self._show_stored(run_id, up_to=ckpt.step if ckpt else 0)
-        self.shown_run_id = run_id
+        self.shown_run_id = self.last_run_id = self.runs.live_run_id = run_id
         self._begin(RunThread(self.db_url, resume_id=run_id))
 
     def _run_name(self, cfg: RunConfig) -> str:
@@ -265,6 +277,8 @@ class MainWindow(QMainWindow):
             return
         control = self.thread.control
         if control.paused:
+            if self.thread.cfg is not None:
+                self.rewards.components(save=True)  # a fixed reward is re-read from its file
             control.resume()
         else:
             control.pause()
@@ -284,6 +298,10 @@ class MainWindow(QMainWindow):
     def show_live(self) -> None:
         if self.running:
             self.dashboard.show_runs([self.live])
+            self.samples.clear()
+            if self._live_id():
+                rows = self.store.samples(self._live_id(), offset=0, limit=SAMPLES_LOADED)
+                self.samples.add_items([SampleItem.from_any(r.step, r) for r in rows])
             self.shown_run_id = self._live_id()
             self._update_controls()
 
@@ -291,7 +309,8 @@ class MainWindow(QMainWindow):
 
     def _run_created(self, run_id: int) -> None:
         self.last_run_id = run_id
-        self.shown_run_id = run_id
+        if self.shown_run_id is None:  # the live run is on screen (not a stored one)
+            self.shown_run_id = run_id
         self.runs.live_run_id = run_id
         self.runs.refresh()
 
@@ -426,7 +445,24 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def _try_rows(self) -> list[tuple[str, str, dict]]:
-        return [(i.prompt, i.completion, {}) for i in self.samples.model.items[-4:]]
+        """The prompt set's first prompts with their columns (references, answers...), and
+        the newest completions of the run on screen (else the reference itself)."""
+        from core.config import DataConfig
+        from core.data import load_prompts
+
+        try:
+            data = DataConfig(prompts=self.setup.prompts.currentText().strip())
+            prompt_set = load_prompts(data, self.setup.base_dir)
+        except Exception:
+            return [(i.prompt, i.completion, {}) for i in self.samples.model.items[-4:]]
+        recent = [i.completion for i in self.samples.model.items[-4:]]
+        rows = []
+        for i in range(min(4, len(prompt_set))):
+            columns = {k: v[i] for k, v in prompt_set.columns.items()}
+            fallback = columns.get("reference", columns.get("answer", ""))
+            completion = recent[i] if i < len(recent) else str(fallback or "")
+            rows.append((prompt_set.prompts[i], completion, columns))
+        return rows
 
     # --- recipes, layout, closing -------------------------------------------------------
 
@@ -442,7 +478,7 @@ class MainWindow(QMainWindow):
             self.save_recipe_to(Path(path), cfg)
 
     def save_recipe_to(self, path: Path, cfg: RunConfig) -> None:
-        save_config(cfg, path)
+        save_config(_absolute_paths(cfg), path)
         self.setup.refresh_recipes()
         self.statusBar().showMessage(f"Saved recipe {path}", 5000)
 
@@ -466,7 +502,10 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.Yes:
                 event.ignore()
                 return
-            self.stop_and_wait()
+            if not self.stop_and_wait():
+                self._say("The run has not stopped yet; try closing again in a moment")
+                event.ignore()
+                return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
         self.settings.sync()
@@ -489,6 +528,18 @@ class MainWindow(QMainWindow):
             if self.thread is not None:
                 self.thread.wait(50)
         return True
+
+
+def _absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A recipe saved elsewhere must still find its prompt file and data set."""
+    from core.data import bundled_prompt_sets
+
+    data, ilql = cfg.data, cfg.ilql
+    if data.prompts not in bundled_prompt_sets():
+        data = dataclasses.replace(data, prompts=str(cfg.resolve_path(data.prompts).resolve()))
+    if ilql.dataset:
+        ilql = dataclasses.replace(ilql, dataset=str(cfg.resolve_path(ilql.dataset).resolve()))
+    return dataclasses.replace(cfg, data=data, ilql=ilql)
 
 
 def _clock(seconds: float) -> str:

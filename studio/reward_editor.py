@@ -158,6 +158,7 @@ class RewardEditor(QWidget):
     # --- components ----------------------------------------------------------------
 
     def set_components(self, components, base_dir: str = "") -> None:
+        self._current = None  # the editor's text belongs to the old list: do not store it
         self.items = []
         for c in components:
             params = dict(c.params or {})
@@ -191,8 +192,15 @@ class RewardEditor(QWidget):
     def _remove_current(self) -> None:
         row = self.table.currentRow()
         if 0 <= row < len(self.items):
+            self._store_editor()
             del self.items[row]
+            if self._current is not None:  # keep pointing at the same python reward
+                self._current = (
+                    None if self._current == row else self._current - (row < self._current)
+                )
             self._refresh_table()
+            if self._current is not None:
+                self._show_editor(self._current)
             self._select(min(row, len(self.items) - 1))
             self.changed.emit()
 
@@ -355,6 +363,7 @@ class RewardEditor(QWidget):
             for k, v in cols.items():
                 columns.setdefault(k, []).append(v)
         columns = {k: v for k, v in columns.items() if len(v) == len(rows)}
+        columns.setdefault("finished", [True] * len(rows))  # typed text counts as complete
         QApplication.setOverrideCursor(Qt.WaitCursor)
         reward = None
         try:

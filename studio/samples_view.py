@@ -147,9 +147,10 @@ class SamplesFilter(QSortFilterProxyModel):
         self.setSortRole(Qt.UserRole)
 
     def set_filter(self, text: str, step_min: int, step_max: int, reward_min: float) -> None:
+        self.beginFilterChange()  # Qt >= 6.10; invalidateFilter() is deprecated there
         self.text = text.lower()
         self.step_min, self.step_max, self.reward_min = step_min, step_max, reward_min
-        self.invalidateFilter()
+        self.endFilterChange()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:
         item = self.sourceModel().items[row]

@@ -77,7 +77,7 @@ class SetupPanel(QWidget):
 
         self.recipe = QComboBox()
         self._fill_recipes()
-        self.recipe.activated.connect(lambda _: self.load_recipe(self._recipe_path()))
+        self.recipe.activated.connect(self._recipe_chosen)
         open_recipe = QPushButton("Open...")
         open_recipe.clicked.connect(self._open_recipe)
         save_recipe = QPushButton("Save as...")
@@ -126,6 +126,7 @@ class SetupPanel(QWidget):
         layout.addLayout(picks)
         layout.addWidget(self.form, 1)
         self.base_dir = ""
+        self._loaded_path: Path | None = None
 
     # --- recipe in and out --------------------------------------------------------------
 
@@ -144,6 +145,15 @@ class SetupPanel(QWidget):
         if index >= 0:
             self.recipe.setCurrentIndex(index)
 
+    def _recipe_chosen(self, _index: int) -> None:
+        try:
+            self.load_recipe(self._recipe_path())
+        except ConfigError as exc:  # a broken recipe of the user's: say so, keep the old one
+            self.preview_note.setText(str(exc))
+            self.preview_note.setStyleSheet("color: #d9534f;")
+            if self._loaded_path is not None:
+                self.recipe.setCurrentIndex(self.recipe.findData(str(self._loaded_path)))
+
     def load_recipe(self, path: Path) -> RunConfig:
         cfg = load_config(path)
         index = self.recipe.findData(str(path))
@@ -151,6 +161,7 @@ class SetupPanel(QWidget):
             self.recipe.addItem(Path(path).stem, str(path))
             index = self.recipe.count() - 1
         self.recipe.setCurrentIndex(index)
+        self._loaded_path = Path(path)
         self.show_config(cfg)
         self.recipe_loaded.emit(cfg)
         return cfg

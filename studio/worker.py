@@ -22,6 +22,19 @@ from core.runner import preflight, resume_run, start_run
 from core.store import Store
 
 PUMP_MS = 50  # at most 20 deliveries a second
+_collector = None
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Python's cyclic GC runs in whichever thread happens to allocate. Run in the training
+    thread, it can free a Qt object there whose destructor waits for a Qt lock that the GUI
+    thread holds while it waits for the GIL: a deadlock (seen in CI). So automatic GC is
+    turned off and pyqtgraph's collector runs it on a timer in the GUI thread instead."""
+    global _collector
+    if _collector is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _collector = GarbageCollector(interval=1.0)
 
 
 @dataclass(frozen=True)

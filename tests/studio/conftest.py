@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -29,6 +30,8 @@ def window(qtbot, db_url):
     assert w.stop_and_wait(120), "the run did not stop"
     assert w.thread is None
     qtbot.waitUntil(lambda: not _workers(), timeout=10_000)
+    w.close()
+    gc.collect()  # free this window's Qt objects here, in the GUI thread
 
 
 def _workers() -> list:

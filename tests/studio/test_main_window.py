@@ -3,7 +3,9 @@ reopening the run from the store, and the error paths."""
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -67,6 +69,22 @@ def test_live_run_pause_resume_stop_and_reopen(window, qtbot, db_url):
     np.testing.assert_array_equal(reopened.steps, stored.steps)
     assert window.dashboard.curve_points("reward/mean") == len(stored.steps)
     assert window.samples.model.rowCount() > 0
+
+
+def test_cyclic_gc_runs_only_in_the_gui_thread(window, qtbot):
+    """A collection in the training thread can free Qt objects there and deadlock, so
+    automatic GC is off and the GUI thread's timer collects cycles instead."""
+    assert not gc.isenabled()
+
+    class Node:
+        pass
+
+    node = Node()
+    node.me = node  # a cycle: only the cyclic GC frees it
+    alive = weakref.ref(node)
+    del node
+    _ = [[] for _ in range(2 * gc.get_threshold()[0])]  # enough allocations to be due
+    qtbot.waitUntil(lambda: alive() is None, timeout=5_000)
 
 
 def test_invalid_setting_disables_start_and_says_why(window):
