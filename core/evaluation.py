@@ -17,6 +17,7 @@ from core.control import Control
 from core.data import PromptSet, format_prompt
 from core.eval_metrics import perplexity, split_heldout, text_metrics
 from core.models import LoadedModels
+from core.rewards.scores import component_means
 from core.rollout import generate_rollout
 
 REFERENCE_COLUMN = "reference"
@@ -64,7 +65,7 @@ def evaluate(
         kl = (rollout.logprobs - rollout.ref_logprobs) * rollout.mask
         kls += kl.sum(1).tolist()
     metrics = {"eval/reward/mean": float(np.mean(totals)), "eval/kl": float(np.mean(kls))}
-    metrics.update({f"eval/reward/{k}": float(np.mean(v)) for k, v in components.items()})
+    metrics.update(component_means("eval/reward", components))
     references = list(prompt_set.columns.get(REFERENCE_COLUMN, ()))
     refs = [references[i] for i in indices] if references else None
     metrics.update(text_metrics(completions, refs))

@@ -39,6 +39,7 @@ from core.models import LoadedModels, load_models
 from core.replay import Transition, collate
 from core.resources import peak_memory_mb
 from core.rewards import CompositeReward, RewardError, build_reward
+from core.rewards.scores import component_means
 from core.rollout import Rollout, generate_rollout
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ def _samples(models: LoadedModels, rollout: Rollout, prompts, result, update, n)
                 prompt=prompts[i],
                 completion=rollout.completions[i],
                 reward=float(result.total[i]),
-                components={k: float(v[i]) for k, v in result.components.items()},
+                components={k: v[i] for k, v in result.components.items()},
                 tokens=[tok.decode([t]) for t in ids],
                 logprobs=rollout.logprobs[i][keep].tolist(),
                 kl=update.kl[i][keep].tolist(),
@@ -111,13 +112,17 @@ def train(
     seed_everything(t_cfg.seed)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
     is_ilql = cfg.algorithm.name == "ilql"
-    models = load_models(
-        cfg.model,
-        value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
-        seed=t_cfg.seed,
-        progress=progress,
-        ilql=cfg.ilql if is_ilql else None,
-    )
+    try:  # a caller's `progress` may raise Stopped to cut a long download or conversion short
+        models = load_models(
+            cfg.model,
+            value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
+            seed=t_cfg.seed,
+            progress=progress,
+            ilql=cfg.ilql if is_ilql else None,
+        )
+    except Stopped:
+        yield Status("stopped", "Stopped while loading the model", 0, t_cfg.steps)
+        return
     optimizer, scheduler = _make_optimizer(cfg, models.policy)
     algo = make_algorithm(cfg, models, optimizer, scheduler)
     templated = [
@@ -424,7 +429,7 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     values = {
         "reward/mean": float(totals.mean()),
         "reward/std": float(totals.std()) if len(totals) > 1 else 0.0,
-        **{f"reward/{name}": float(np.mean(v)) for name, v in result.components.items()},
+        **component_means("reward", result.components),
         "objective/entropy": float(masked_mean(rollout.entropy, rollout.mask)),
         "response/length_mean": float(rollout.lengths.mean()),
         "response/ended_frac": float(rollout.ended.float().mean()),

@@ -378,7 +378,10 @@ class RewardEditor(QWidget):
             QApplication.restoreOverrideCursor()
         lines = []
         for i, completion in enumerate(completions):
-            parts = ", ".join(f"{k} {v[i]:.3f}" for k, v in result.components.items())
+            parts = ", ".join(
+                f"{k} {'n/a' if v[i] is None else format(v[i], '.3f')}"
+                for k, v in result.components.items()
+            )
             lines.append(f"{result.total[i]:+.3f}  ({parts})  {completion[:60]!r}")
         self.result.setStyleSheet(OK_STYLE)
         self.result.setText("\n".join(lines))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from core.config import RunConfig
-from core.control import Control
+from core.control import Control, Stopped
 from core.errors import USER_ERRORS
 from core.events import Status
 from core.runner import preflight, resume_run, start_run
@@ -99,6 +99,8 @@ class RunThread(QThread):
         self.events.put(RunCreated(run_id))
 
     def _progress(self, text: str) -> None:
+        if self.control.stopped:  # Stop pressed while the model loads or converts
+            raise Stopped
         self.events.put(Progress(text))
 
     def run(self) -> None:  # in the worker thread
@@ -114,16 +116,20 @@ class RunThread(QThread):
                     progress=self._progress,
                 )
             else:
-                cfg = preflight(self.cfg, self._progress)
-                start_run(
-                    cfg,
-                    store,
-                    name=self.name,
-                    control=self.control,
-                    on_event=self._on_event,
-                    progress=self._progress,
-                    on_run_id=self._on_run_id,
-                )
+                try:
+                    cfg = preflight(self.cfg, self._progress)
+                except Stopped:  # before any run row exists: nothing to store
+                    cfg = None
+                if cfg is not None:
+                    start_run(
+                        cfg,
+                        store,
+                        name=self.name,
+                        control=self.control,
+                        on_event=self._on_event,
+                        progress=self._progress,
+                        on_run_id=self._on_run_id,
+                    )
         except USER_ERRORS as exc:
             self.state, self.error = "failed", _message(exc)
             self.error_type = type(exc).__name__

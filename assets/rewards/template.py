@@ -5,7 +5,7 @@ scores mean "more of this, please". Write it in ONE of two forms:
 
 1. Per-sample (simplest). Name the first parameter `prompt`:
 
-       def reward(prompt: str, completion: str, **columns) -> float:
+       def reward(prompt: str, completion: str, **columns) -> float | None:
            ...
 
    It is called once per completion and returns one number.
@@ -13,7 +13,7 @@ scores mean "more of this, please". Write it in ONE of two forms:
 2. Batched (faster for slow scoring, e.g. a model). Name the first
    parameter `prompts`:
 
-       def reward(prompts: list[str], completions: list[str], **columns) -> list[float]:
+       def reward(prompts: list[str], completions: list[str], **columns) -> list[float | None]:
            ...
 
    It is called once per batch and returns one number per completion, in order.
@@ -23,8 +23,11 @@ scores mean "more of this, please". Write it in ONE of two forms:
 to accept whatever is there.
 
 Rules for the returned numbers: real numbers (True/False count as 1/0), never
-NaN or infinity. Keep scores on a modest scale (roughly -1..1 or 0..10); the
-weight in the recipe scales them further. The function runs in a separate
+NaN or infinity. Return None for a sample your reward does not apply to (a
+maths checker shown a sample without a number): that sample's total comes
+from the other rewards, and this reward's mean in the plots skips it. Keep
+scores on a modest scale (roughly -1..1 or 0..10); the weight in the recipe
+scales them further. The function runs in a separate
 worker process with a time limit per batch. If it raises, hangs, crashes or
 returns a bad value, the message names the line in this file and the sample;
 the studio pauses the run until you fix the file and press Resume (from the

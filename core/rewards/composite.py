@@ -39,11 +39,12 @@ class RewardResult:
     """Scores for one batch: the weighted total and each component's raw scores."""
 
     total: list[float]
-    components: dict[str, list[float]]
+    components: dict[str, list[float | None]]  # None: that reward does not apply there
 
 
 class CompositeReward:
-    """A weighted sum of reward components: ``total = sum(weight * score)``."""
+    """A weighted sum of reward components: ``total = sum(weight * score)``, over the
+    components that scored the sample (a component may return None: "not applicable")."""
 
     def __init__(self, components: Iterable[RewardComponent]) -> None:
         self.components = list(components)
@@ -93,11 +94,22 @@ class CompositeReward:
             if len(values) != n:
                 raise ValueError(f"column '{key}' has {len(values)} values for {n} completions")
         total = [0.0] * n
-        per_component: dict[str, list[float]] = {}
+        scored = [False] * n
+        per_component: dict[str, list[float | None]] = {}
         for c in self.components:
             scores = validate_scores(c.name, _run(c, prompts, completions, columns), n)
             per_component[c.name] = scores
-            total = [t + c.weight * s for t, s in zip(total, scores)]
+            for i, s in enumerate(scores):
+                if s is not None:
+                    total[i] += c.weight * s
+                    scored[i] = True
+        if not all(scored):
+            i = scored.index(False)
+            raise RewardError(
+                f"no reward scored sample {i} (every reward returned None for it): "
+                f"{completions[i][:80]!r}; return a number for it from at least one reward",
+                sample_index=i,
+            )
         return RewardResult(total=total, components=per_component)
 
 

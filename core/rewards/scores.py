@@ -1,5 +1,9 @@
 """The one check of what a reward returned: ``n`` finite numbers, or a clear error.
 
+``None`` is allowed for a sample: it means "this reward does not apply here" (a math
+checker shown a sample without a math answer, say). Such a sample's total is the weighted
+sum of the rewards that did apply, and per-reward means skip it.
+
 ``CompositeReward`` runs it on every component's output, and the sandbox worker
 runs it before sending scores back, so only plain floats cross the process
 boundary and a bad value is reported with the component's name and the sample.
@@ -27,8 +31,8 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
-def validate_scores(name: str, output: Any, n: int) -> list[float]:
-    """Turn a component's output into ``n`` finite floats or raise ``RewardError``."""
+def validate_scores(name: str, output: Any, n: int) -> list[float | None]:
+    """Turn a component's output into ``n`` finite floats (or None) or raise ``RewardError``."""
     is_array = hasattr(output, "__array__") and getattr(output, "ndim", None) == 1
     if isinstance(output, (str, bytes)) or not (isinstance(output, Sequence) or is_array):
         raise RewardError(
@@ -40,8 +44,11 @@ def validate_scores(name: str, output: Any, n: int) -> list[float]:
             f"reward '{name}' returned {len(output)} scores for {n} completions",
             component=name,
         )
-    scores: list[float] = []
+    scores: list[float | None] = []
     for i, value in enumerate(output):
+        if value is None:
+            scores.append(None)
+            continue
         score = _as_float(value)
         if score is None:
             raise RewardError(
@@ -57,6 +64,18 @@ def validate_scores(name: str, output: Any, n: int) -> list[float]:
             )
         scores.append(score)
     return scores
+
+
+def applicable_mean(scores: Sequence[float | None]) -> float | None:
+    """The mean over the samples a reward applied to; None when it applied to none."""
+    known = [s for s in scores if s is not None]
+    return sum(known) / len(known) if known else None
+
+
+def component_means(prefix: str, components: dict[str, Sequence[float | None]]) -> dict:
+    """``{prefix/name: mean}`` per reward, leaving out a reward that applied to no sample."""
+    means = {f"{prefix}/{name}": applicable_mean(v) for name, v in components.items()}
+    return {k: float(v) for k, v in means.items() if v is not None}
 
 
 def _short_repr(value: Any, limit: int = 200) -> str:

@@ -141,6 +141,29 @@ def test_stop_in_the_middle_of_generation_is_prompt(tmp_path):
     assert not _metrics(events)  # the half-generated step is dropped, not half-recorded
 
 
+def test_a_stop_while_the_model_loads_ends_the_run_before_any_step(tmp_path):
+    from core.control import Stopped
+    from core.models import TINY_RANDOM, load_lm
+
+    model, tokenizer, _ = load_lm(TINY_RANDOM)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    control = Control()
+    said = []
+
+    def progress(text):  # the studio's progress callback raises once Stop was pressed
+        said.append(text)
+        control.stop()
+        raise Stopped
+
+    cfg = tiny_config({"model.name": str(tmp_path / "model")})
+    events = list(train(cfg, control, progress=progress))
+    assert said and events[-1] == Status(
+        "stopped", "Stopped while loading the model", 0, cfg.training.steps
+    )
+    assert not _metrics(events)
+
+
 def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -19,6 +19,7 @@ from core.rewards import (
     build_reward,
     load_reward_file,
 )
+from core.rewards.scores import component_means
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -273,13 +274,45 @@ def test_composite_wrong_length() -> None:
         reward(["p"] * 8, ["c"] * 8)
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, "0.5", None])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "0.5", [1.0]])
 def test_composite_bad_value_names_component_and_sample(bad) -> None:
     reward = CompositeReward([RewardComponent("odd", 1.0, lambda p, c, **k: [0.0, 1.0, bad])])
     with pytest.raises(RewardError, match=r"reward 'odd'.*sample 2") as info:
         reward(["p"] * 3, ["c"] * 3)
     assert repr(bad) in str(info.value)
     assert (info.value.component, info.value.sample_index) == ("odd", 2)
+
+
+def test_none_means_the_reward_does_not_apply_to_that_sample(tmp_path: Path) -> None:
+    # user code in its worker process: only answers with a number are checked by it
+    path = write(
+        tmp_path,
+        "maths.py",
+        """
+        def reward(prompt, completion):
+            digits = "".join(ch for ch in completion if ch.isdigit())
+            return None if not digits else float(digits == "4")
+        """,
+    )
+    with build_reward(
+        [cfg("python", name="maths", path=str(path)), cfg("length", weight=0.0, target=4)]
+    ) as r:
+        result = r(["2+2?"] * 3, ["4", "five", "3"])
+    assert result.components["maths"] == [1.0, None, 0.0]
+    assert result.total == [1.0, 0.0, 0.0]  # the length reward (weight 0) scored them all
+    assert component_means("reward", result.components) == {
+        "reward/maths": 0.5,  # the mean over the two samples it applied to
+        "reward/length": pytest.approx(sum(result.components["length"]) / 3),
+    }
+
+
+def test_a_sample_no_reward_scores_is_an_error_naming_it() -> None:
+    only_digits = RewardComponent(
+        "digits", 1.0, lambda p, c, **k: [1.0 if x.isdigit() else None for x in c]
+    )
+    with pytest.raises(RewardError, match=r"no reward scored sample 1 .*'five'") as info:
+        CompositeReward([only_digits])(["p", "p"], ["4", "five"])
+    assert info.value.sample_index == 1
 
 
 def test_composite_not_a_list() -> None:

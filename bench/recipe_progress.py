@@ -1,0 +1,127 @@
+"""Does each shipped reward recipe show progress on this machine within minutes?
+
+Runs each recipe for `--steps` steps on the bundled default model (its own settings,
+seed and prompts; no checkpoints, no held-out evaluation), one process per recipe, and
+compares the mean reward of the first and the last `--window` steps. Writes
+bench/results/recipe_progress.json and prints a table.
+
+    python bench/recipe_progress.py [--steps 20] [--window 5] [--recipes sentiment_ppo ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RECIPES = [
+    "sentiment_ppo",
+    "concise_answers",
+    "json_replies",
+    "arithmetic_grpo",
+    "summaries_rouge",
+    "polite_rlaif",
+    "concise_judge",
+]
+
+
+def measure(recipe: str, steps: int) -> dict:
+    """Train one recipe in this process; return its per-step rewards and time."""
+    from core.config import load_config, with_overrides
+    from core.events import Metrics
+    from core.train import train
+
+    cfg = load_config(ROOT / "assets" / "recipes" / f"{recipe}.toml")
+    cfg = with_overrides(
+        cfg,
+        {"training.steps": steps, "training.checkpoint_every": 0, "data.heldout_fraction": 0.0},
+    )
+    started = time.perf_counter()
+    rows = [e.values for e in train(cfg) if isinstance(e, Metrics) and "reward/mean" in e.values]
+    return {
+        "recipe": recipe,
+        "algorithm": cfg.algorithm.name,
+        "rewards": [c.kind if not c.name else c.name for c in cfg.reward.components],
+        "completions_per_step": cfg.training.batch_size * cfg.algorithm.group_size,
+        "max_new_tokens": cfg.generation.max_new_tokens,
+        "learning_rate": cfg.training.learning_rate,
+        "reward_mean": [r["reward/mean"] for r in rows],
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def summarise(result: dict, window: int) -> dict:
+    rewards = result["reward_mean"]
+    w = min(window, len(rewards) // 2) or 1
+    first, last = sum(rewards[:w]) / w, sum(rewards[-w:]) / w
+    return {**result, "window": w, "first": first, "last": last, "gain": last - first}
+
+
+def print_table(results: list[dict]) -> None:
+    print(
+        "| recipe | algorithm | rewards | completions x tokens | steps | minutes "
+        "| reward, first steps | reward, last steps | change |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['recipe']} | {r['algorithm']} | {', '.join(r['rewards'])} | "
+            f"{r['completions_per_step']} x {r['max_new_tokens']} | {len(r['reward_mean'])} | "
+            f"{r['seconds'] / 60:.1f} | {r['first']:.3f} | {r['last']:.3f} | "
+            f"{r['gain']:+.3f} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--window", type=int, default=5, help="steps averaged at each end")
+    parser.add_argument("--recipes", nargs="+", default=RECIPES)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.steps)))
+        return 0
+    from core.paths import cache_dir  # converted models are shared, runs are not
+
+    results = []
+    for recipe in args.recipes:
+        with tempfile.TemporaryDirectory() as home:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", recipe, "--steps", str(args.steps)],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env={**os.environ, "RLSTUDIO_HOME": home, "RLSTUDIO_CACHE": str(cache_dir())},
+            )
+        if out.returncode != 0:  # keep the other rows; say what failed
+            print(f"{recipe}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        result = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.window)
+        results.append(result)
+        print(f"{recipe}: {result['first']:.3f} -> {result['last']:.3f}", file=sys.stderr)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "steps": args.steps,
+        "results": results,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "recipe_progress.json").write_text(json.dumps(report, indent=2))
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
