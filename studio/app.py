@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.main_window import MainWindow
     from studio.theme import apply_theme
+    from studio.worker import finish_garbage_collection
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RL Studio")
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     apply_theme(app)
     window = MainWindow(db_url=args.db, recipe=args.recipe)
     window.show()
-    return app.exec()
+    code = app.exec()
+    del window
+    finish_garbage_collection()
+    return code
 
 
 def _no_display() -> bool:

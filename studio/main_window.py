@@ -372,7 +372,9 @@ class MainWindow(QMainWindow):
 
     def _reward_failed(self, event) -> None:
         self.docks["reward"].raise_()
-        self.rewards.show_error(f"{event.message}\nFix the code, then press Resume.", event.lineno)
+        self.rewards.show_error(
+            f"{event.message}\nFix the code, then press Resume.", event.lineno, event.component
+        )
         self._say(f"Reward failed (run paused): {event.message}")
         self._log("error", event.message)
 

@@ -337,13 +337,23 @@ class RewardEditor(QWidget):
 
     # --- errors and "Try it" --------------------------------------------------------
 
-    def show_error(self, message: str, lineno: int | None = None) -> None:
-        """Show a reward failure; the line is taken from the message when not given."""
+    def show_error(
+        self, message: str, lineno: int | None = None, component: str | None = None
+    ) -> None:
+        """Show a reward failure; the line is taken from the message when not given, and
+        marked in the failing component's code (opened if another one is on screen)."""
         if lineno is None:
             m = _LINE.search(message)
             lineno = int(m.group(1)) if m else None
         self.result.setStyleSheet(ERROR_STYLE)
         self.result.setText(message)
+        row = next(
+            (i for i, c in enumerate(self.items) if c.kind == "python" and c.name == component),
+            None,
+        )
+        if row is not None and row != self._current:
+            self.table.selectRow(row)
+            self._select(row)
         if lineno is not None and self._current is not None:
             self.editor.mark_error(lineno)
 

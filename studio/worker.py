@@ -8,6 +8,7 @@ one list, so a burst of events costs the GUI one signal.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import queue
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ def collect_garbage_in_gui_thread() -> None:
         from pyqtgraph.util.garbage_collector import GarbageCollector
 
         _collector = GarbageCollector(interval=1.0)
+
+
+def finish_garbage_collection() -> None:
+    """Before the QApplication goes: collect what is left while Qt can still free it (left
+    to the interpreter's exit, a Qt wrapper freed after Qt shut down crashes the process),
+    then hand GC back to Python."""
+    global _collector
+    if _collector is not None:
+        _collector.timer.stop()
+        _collector = None
+    gc.collect()
+    gc.enable()
 
 
 @dataclass(frozen=True)
