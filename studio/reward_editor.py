@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import tomllib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -54,6 +54,15 @@ class _Component:
     path: Path | None = None
 
 
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="try-reward")
+
+
+def _score(components, prompts: list[str], completions: list[str], columns: dict):
+    """Build the rewards, score, and stop their workers (in the "Try it" thread)."""
+    with build_reward(components, tokenizer=_WordTokenizer()) as reward:
+        return reward(prompts, completions, **columns), completions
+
+
 def _params_text(params: dict[str, Any]) -> str:
     import tomli_w
 
@@ -77,12 +86,17 @@ def templates() -> dict[str, Path]:
 
 class RewardEditor(QWidget):
     changed = Signal()
+    tried = Signal(bool)  # "Try it" finished: True scored, False showed an error
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.items: list[_Component] = []
         self._current: int | None = None  # the python component shown in the editor
         self.samples_source = None  # callable -> list[(prompt, completion, columns)]
+        self._trying: Future | None = None
+        self._try_timer = QTimer(self)
+        self._try_timer.setInterval(50)
+        self._try_timer.timeout.connect(self._try_finished)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -357,35 +371,46 @@ class RewardEditor(QWidget):
         if lineno is not None and self._current is not None:
             self.editor.mark_error(lineno)
 
-    def try_it(self) -> bool:
-        """Score a few completions; show per-component scores, or the error with its line."""
+    def try_it(self) -> None:
+        """Score a few completions in the background (a judge model may take seconds to
+        load); `tried` reports True with per-component scores, or False with the error
+        and its line."""
         self.result.clear()
         self.editor.mark_error(None)
         problems = self.errors()
         if problems:
             self.show_error(problems[0])
-            return False
+            self.tried.emit(False)
+            return
         rows = self._try_rows()
-        prompts = [r[0] for r in rows]
-        completions = [r[1] for r in rows]
         columns: dict[str, list] = {}
         for _, _, cols in rows:
             for k, v in cols.items():
                 columns.setdefault(k, []).append(v)
         columns = {k: v for k, v in columns.items() if len(v) == len(rows)}
         columns.setdefault("finished", [True] * len(rows))  # typed text counts as complete
-        QApplication.setOverrideCursor(Qt.WaitCursor)
-        reward = None
+        completions = [r[1] for r in rows]
+        self.try_button.setEnabled(False)
+        self.result.setStyleSheet("")
+        self.result.setText("Scoring...")
+        # A plain thread, polled by a GUI timer: no Qt object crosses threads.
+        self._trying = _POOL.submit(
+            _score, self.components(save=True), [r[0] for r in rows], completions, columns
+        )
+        self._try_timer.start()
+
+    def _try_finished(self) -> None:
+        if self._trying is None or not self._trying.done():
+            return
+        self._try_timer.stop()
+        self.try_button.setEnabled(True)
+        future, self._trying = self._trying, None
         try:
-            reward = build_reward(self.components(save=True), tokenizer=_WordTokenizer())
-            result = reward(prompts, completions, **columns)
+            result, completions = future.result()
         except Exception as exc:
-            self.show_error(str(exc), getattr(exc, "lineno", None))
-            return False
-        finally:
-            if reward is not None and hasattr(reward, "close"):
-                reward.close()
-            QApplication.restoreOverrideCursor()
+            self.show_error(str(exc), getattr(exc, "lineno", None), getattr(exc, "component", None))
+            self.tried.emit(False)
+            return
         lines = []
         for i, completion in enumerate(completions):
             parts = ", ".join(
@@ -395,7 +420,7 @@ class RewardEditor(QWidget):
             lines.append(f"{result.total[i]:+.3f}  ({parts})  {completion[:60]!r}")
         self.result.setStyleSheet(OK_STYLE)
         self.result.setText("\n".join(lines))
-        return True
+        self.tried.emit(True)
 
     def _try_rows(self) -> list[tuple[str, str, dict]]:
         typed = [line for line in self.try_input.toPlainText().splitlines() if line.strip()]

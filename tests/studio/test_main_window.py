@@ -119,7 +119,9 @@ def _python_reward(window, code: str) -> None:
 def test_reward_error_shows_line_and_does_not_start(window, qtbot, db_url):
     # "Try it" on code that fails at run time: the message names the line.
     _python_reward(window, "def reward(prompt, completion):\n    return undefined_name\n")
-    assert not window.rewards.try_it()
+    with qtbot.waitSignal(window.rewards.tried, timeout=WAIT_MS) as scored:
+        window.rewards.try_it()
+    assert scored.args == [False]
     assert "line 2" in window.rewards.result.text()
     assert "NameError" in window.rewards.result.text()
     assert window.rewards.editor.error_line == 2
@@ -135,14 +137,17 @@ def test_reward_error_shows_line_and_does_not_start(window, qtbot, db_url):
         assert store.runs() == []
 
 
-def test_try_it_scores_typed_text_per_component(window):
+def test_try_it_scores_typed_text_per_component(window, qtbot):
     rewards = window.rewards
     rewards.set_components([])
     rewards.add_component("length")
     _add = rewards.items[-1]
     _add.params = {"target": 3, "unit": "words"}
     rewards.try_input.setPlainText("one two three\none")
-    assert rewards.try_it(), rewards.result.text()
+    with qtbot.waitSignal(rewards.tried, timeout=WAIT_MS) as scored:
+        rewards.try_it()
+        assert rewards.result.text() == "Scoring..."  # in the background: the GUI goes on
+    assert scored.args == [True], rewards.result.text()
     lines = rewards.result.text().splitlines()
     assert len(lines) == 2
     assert "length" in lines[0]
