@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup studio test test-fast lint bench clean
+.PHONY: setup studio test test-fast lint bench bench-trl clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/engine_steps.py
+
+# Ours against TRL on the same model and task; TRL is not a dependency, so it comes here.
+bench-trl: setup
+	$(BIN)/pip install -q "trl==1.16.0"
+	$(BIN)/python bench/vs_trl.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

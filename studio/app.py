@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     code = app.exec()
     del window
     finish_garbage_collection()
-    return code
+    # Everything is stored and closed by now (the window's close stops a run and closes
+    # the store). Skip the interpreter's teardown: after a run has trained, its final
+    # garbage collection can hit a refcount bug in a C extension and abort the process.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _no_display() -> bool:
