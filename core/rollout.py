@@ -20,10 +20,12 @@ class Rollout:
     attention_mask: torch.Tensor  # [B, T]
     prompt_len: int  # P: responses occupy columns P..T-1
     mask: torch.Tensor  # [B, R] float, 1 up to and including the end token
-    logprobs: torch.Tensor  # [B, R] policy at sampling time
+    # [B, R] policy at sampling time; None until the update fills them in when the
+    # algorithm takes them from its own forward (one pass: see score_policy below)
+    logprobs: torch.Tensor | None
     ref_logprobs: torch.Tensor  # [B, R]
     values: torch.Tensor | None  # [B, R]
-    entropy: torch.Tensor  # [B, R]
+    entropy: torch.Tensor | None  # [B, R]
     ended: torch.Tensor  # [B] bool: EOS or a stop string, not cut by max_new_tokens
     completions: list[str]
 
@@ -89,11 +91,14 @@ def generate_rollout(
     chunk_size: int | None = None,
     ilql: IlqlConfig | None = None,
     explore: bool = True,
+    score_policy: bool = True,
 ) -> Rollout:
     """Sample one completion per prompt and score it under the policy and the reference.
 
     A policy with ILQL heads samples from the Q-adjusted distribution (`ilql` settings,
-    with exploration when `explore`)."""
+    with exploration when `explore`). `score_policy=False` skips the policy's no-grad
+    forward (logprobs and entropy stay None) for an algorithm that makes exactly one
+    gradient pass: its own forward, before the weights move, gives the same numbers."""
     policy, tokenizer, device = models.policy, models.tokenizer, models.device
     lm = policy.lm
     enc = tokenizer(
@@ -152,7 +157,13 @@ def generate_rollout(
             mask, ended = _cut_at_stop_strings(response, mask, ended, tokenizer, gen.stop)
         attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
         logprobs, ref_logprobs, values, entropy = _score(
-            models, out, attention, prompt_len, gen.temperature, chunk_size or len(prompts)
+            models,
+            out,
+            attention,
+            prompt_len,
+            gen.temperature,
+            chunk_size or len(prompts),
+            score_policy or models.policy.v_head is not None,
         )
     finally:
         lm.train(was_training)
@@ -173,21 +184,29 @@ def generate_rollout(
     )
 
 
-def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_size):
+def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_size, policy=True):
     """Policy and reference logprobs of the sampled tokens, in chunks to bound memory."""
     parts: dict[str, list] = {"lp": [], "ref": [], "v": [], "ent": []}
     for start in range(0, ids.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
         tokens = ids[rows, prompt_len:]
         with autocast(models.device, models.dtype):
-            out = models.policy.response_outputs(ids[rows], attention[rows], prompt_len)
             ref_logits = models.reference.response_logits(ids[rows], attention[rows], prompt_len)
-        logits = out.logits.float() / temperature
-        parts["lp"].append(logprobs_from_logits(logits, tokens))
-        parts["ent"].append(entropy_from_logits(logits))
+            out = (
+                models.policy.response_outputs(ids[rows], attention[rows], prompt_len)
+                if policy
+                else None
+            )
         parts["ref"].append(logprobs_from_logits(ref_logits.float() / temperature, tokens))
-        if out.values is not None:
-            parts["v"].append(out.values.float())
-        del out, ref_logits, logits
+        if out is not None:
+            logits = out.logits.float() / temperature
+            parts["lp"].append(logprobs_from_logits(logits, tokens))
+            parts["ent"].append(entropy_from_logits(logits))
+            if out.values is not None:
+                parts["v"].append(out.values.float())
+            del logits
+        del out, ref_logits
     values = torch.cat(parts["v"]) if parts["v"] else None
-    return torch.cat(parts["lp"]), torch.cat(parts["ref"]), values, torch.cat(parts["ent"])
+    logprobs = torch.cat(parts["lp"]) if parts["lp"] else None
+    entropy = torch.cat(parts["ent"]) if parts["ent"] else None
+    return logprobs, torch.cat(parts["ref"]), values, entropy

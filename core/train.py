@@ -409,6 +409,7 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         run.control,
         chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
         ilql=cfg.ilql,
+        score_policy=not algo.one_pass,
     )
     t1 = time.perf_counter()
     reward_columns = rollout.reward_columns(columns)

@@ -12,6 +12,7 @@ from core.algorithms.common import (
     FixedKLController,
     RunningMoments,
     clip_scores,
+    entropy_from_logits,
     kl_k1,
     logprobs_from_logits,
 )
@@ -85,13 +86,26 @@ class Algorithm:
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
 
-    def policy_logprobs(self, rollout, rows) -> torch.Tensor:
-        """Current logprobs of the sampled tokens for some rows (with gradients)."""
+    @property
+    def one_pass(self) -> bool:
+        """True when the update makes exactly one gradient pass over the whole batch: its
+        own forward, before the weights move, then gives the sampling policy's logprobs,
+        so the rollout skips its policy forward (`generate_rollout(score_policy=False)`)."""
+        return False
+
+    def policy_logprobs(self, rollout, rows, entropy: bool = False):
+        """Current logprobs of the sampled tokens for some rows (with gradients); with
+        `entropy`, also the per-token entropy (detached)."""
         with autocast(self.device, self.dtype):
             out = self.policy.response_outputs(
                 rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
             )
-        return logprobs_from_logits(out.logits.float() / self.temperature, rollout.response[rows])
+        logits = out.logits.float() / self.temperature
+        logp = logprobs_from_logits(logits, rollout.response[rows])
+        if not entropy:
+            return logp
+        with torch.no_grad():
+            return logp, entropy_from_logits(logits)
 
     def accumulated_step(self, rollout, minibatch_loss) -> tuple[float, float]:
         """One optimiser step with gradients accumulated over minibatches (bounded memory).

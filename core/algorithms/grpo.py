@@ -14,6 +14,10 @@ from core.algorithms.group import group_advantages, grpo_policy_loss
 
 
 class GRPO(Algorithm):
+    @property
+    def one_pass(self) -> bool:
+        return self.cfg.epochs == 1 and self.cfg.minibatches == 1
+
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         cfg, mask = self.cfg, rollout.mask
         scores = self.shape_scores(scores, rollout.ended)
@@ -28,7 +32,11 @@ class GRPO(Algorithm):
             order = torch.randperm(batch, device=mask.device)
             for start in range(0, batch, size):
                 rows = order[start : start + size]
-                logp = self.policy_logprobs(rollout, rows)
+                if rollout.logprobs is None:  # one pass: the weights have not moved yet
+                    logp, entropy = self.policy_logprobs(rollout, rows, entropy=True)
+                    _fill_sampling_logprobs(rollout, rows, logp.detach(), entropy)
+                else:
+                    logp = self.policy_logprobs(rollout, rows)
                 loss, st = grpo_policy_loss(
                     logp,
                     rollout.logprobs[rows],
@@ -58,3 +66,11 @@ class GRPO(Algorithm):
         }
         token_adv = advantages[:, None].expand_as(mask) * mask
         return UpdateResult(metrics, token_adv.detach(), kl)
+
+
+def _fill_sampling_logprobs(rollout, rows, logprobs, entropy) -> None:
+    """Store the batch's sampling-time logprobs and entropy (rows in update order)."""
+    rollout.logprobs = torch.empty_like(logprobs)
+    rollout.logprobs[rows] = logprobs
+    rollout.entropy = torch.empty_like(entropy)
+    rollout.entropy[rows] = entropy

@@ -164,6 +164,38 @@ def test_a_stop_while_the_model_loads_ends_the_run_before_any_step(tmp_path):
     assert not _metrics(events)
 
 
+def test_one_pass_grpo_takes_old_logprobs_from_its_update_with_the_same_result(monkeypatch):
+    """One gradient pass: the rollout skips its policy forward; metrics stay the same."""
+    from core.algorithms.grpo import GRPO
+
+    settings = {
+        "algorithm.name": "grpo",
+        "algorithm.group_size": 4,
+        "algorithm.epochs": 1,
+        "algorithm.minibatches": 1,
+        "training.batch_size": 2,
+        "training.steps": 2,
+    }
+    import core.train
+
+    asked = []
+
+    def rollout(*args, **kwargs):
+        asked.append(kwargs["score_policy"])
+        return real_rollout(*args, **kwargs)
+
+    real_rollout = core.train.generate_rollout
+    monkeypatch.setattr(core.train, "generate_rollout", rollout)
+    skipped = _metrics(train(tiny_config(settings)))
+    monkeypatch.setattr(GRPO, "one_pass", property(lambda self: False))
+    scored = _metrics(train(tiny_config(settings)))
+    assert asked == [False, False, True, True]
+    for fast, full in zip(skipped, scored):
+        for key in ("reward/mean", "loss/policy", "objective/kl", "objective/entropy"):
+            assert fast.values[key] == pytest.approx(full.values[key], rel=1e-4, abs=1e-5), key
+    assert skipped[0].values["policy/clipfrac"] == 0.0  # the ratio is exactly 1
+
+
 def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
     from transformers import AutoModelForCausalLM
 
