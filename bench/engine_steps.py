@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+from children import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -106,35 +105,16 @@ def main() -> int:
     if args.child:
         print(json.dumps(measure(args.child, args.steps, json.loads(args.overrides))))
         return 0
-    from core.paths import cache_dir  # converted models are shared, runs are not
-
     if args.algorithms:
         jobs = [("sentiment_ppo", name, o) for name, o in ALGORITHM_MATRIX.items()]
     else:
         jobs = [(recipe, recipe, {}) for recipe in args.recipes]
     results = []
     for recipe, label, overrides in jobs:
-        with tempfile.TemporaryDirectory() as home:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    recipe,
-                    "--steps",
-                    str(args.steps),
-                    "--overrides",
-                    json.dumps(overrides),
-                ],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "RLSTUDIO_HOME": home, "RLSTUDIO_CACHE": str(cache_dir())},
-            )
-        if out.returncode != 0:  # keep the other rows; say what failed
-            print(f"{label}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        results.append({"label": label, **json.loads(out.stdout.strip().splitlines()[-1])})
+        child_args = [recipe, "--steps", str(args.steps), "--overrides", json.dumps(overrides)]
+        result = run_child(__file__, child_args, label)
+        if result is not None:
+            results.append({"label": label, **result})
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

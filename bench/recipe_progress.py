@@ -14,12 +14,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from children import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -91,22 +91,12 @@ def main() -> int:
     if args.child:
         print(json.dumps(measure(args.child, args.steps)))
         return 0
-    from core.paths import cache_dir  # converted models are shared, runs are not
-
     results = []
     for recipe in args.recipes:
-        with tempfile.TemporaryDirectory() as home:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", recipe, "--steps", str(args.steps)],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "RLSTUDIO_HOME": home, "RLSTUDIO_CACHE": str(cache_dir())},
-            )
-        if out.returncode != 0:  # keep the other rows; say what failed
-            print(f"{recipe}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+        raw = run_child(__file__, [recipe, "--steps", str(args.steps)], recipe)
+        if raw is None:
             continue
-        result = summarise(json.loads(out.stdout.strip().splitlines()[-1]), args.window)
+        result = summarise(raw, args.window)
         results.append(result)
         print(f"{recipe}: {result['first']:.3f} -> {result['last']:.3f}", file=sys.stderr)
     report = {

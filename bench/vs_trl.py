@@ -21,13 +21,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+
+from children import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -371,28 +371,18 @@ def child(side: str, s: dict) -> dict:
 
 def launch(side: str, s: dict) -> dict | None:
     """One measured run in a fresh process; None (and its stderr shown) if it failed."""
-    from core.paths import cache_dir  # converted models are shared, runs are not
-
     size = f"{s['prompts'] * s['generations']} x {s['tokens']}"
     label = "ours ppo (sentiment_ppo)" if side == "ppo" else f"{side} {s['algorithm']} {size}"
     print(f"running {label}...", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory() as home:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", side, "--settings", json.dumps(s)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "RLSTUDIO_HOME": home,  # TRL's output_dir goes here too
-                "RLSTUDIO_CACHE": str(cache_dir()),
-                "HF_HUB_OFFLINE": "1",  # the model is a local folder: no hub calls mid-run
-            },
-        )
-    if out.returncode != 0:  # keep the other rows; say what failed
-        print(f"{label}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(
+        __file__,
+        [side, "--settings", json.dumps(s)],
+        label,
+        # TRL's output_dir goes to the child's data folder too; the model is a local
+        # folder: no hub calls mid-run
+        env={"HF_HUB_OFFLINE": "1"},
+        tail=3000,
+    )
 
 
 # ---- summaries and tables -------------------------------------------------------------------
