@@ -300,8 +300,7 @@ class MainWindow(QMainWindow):
             self.dashboard.show_runs([self.live])
             self.samples.clear()
             if self._live_id():
-                rows = self.store.samples(self._live_id(), offset=0, limit=SAMPLES_LOADED)
-                self.samples.add_items([SampleItem.from_any(r.step, r) for r in rows])
+                self._load_samples(self._live_id())
             self.shown_run_id = self._live_id()
             self._update_controls()
 
@@ -419,6 +418,11 @@ class MainWindow(QMainWindow):
         series = RunSeries.from_store(f"{run_id}: {info.name}", metrics, up_to=up_to)
         self.dashboard.show_runs([series])
         self.samples.clear()
+        self._load_samples(run_id, up_to)
+        return series
+
+    def _load_samples(self, run_id: int, up_to: int | None = None) -> None:
+        """The run's newest stored samples (up to a step) into the samples table."""
         total = self.store.sample_count(run_id)
         rows = self.store.samples(
             run_id, offset=max(0, total - SAMPLES_LOADED), limit=SAMPLES_LOADED
@@ -426,7 +430,6 @@ class MainWindow(QMainWindow):
         self.samples.add_items(
             [SampleItem.from_any(r.step, r) for r in rows if up_to is None or r.step <= up_to]
         )
-        return series
 
     def open_run(self, run_id: int) -> None:
         if self.running and run_id == self._live_id():
