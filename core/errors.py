@@ -8,6 +8,7 @@ from core.data import DataError
 from core.models import ModelError
 from core.rewards import RewardConfigError, RewardError
 from core.store import RunNotFound
+from core.store.backup import MigrationError
 
 
 class RunStateError(ValueError):
@@ -17,6 +18,7 @@ class RunStateError(ValueError):
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     DataError,
+    MigrationError,
     ModelError,
     RewardConfigError,
     RewardError,

@@ -7,9 +7,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
 from core.paths import data_dir
+from core.store.backup import MigrationError, backup_sqlite, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _READ_OPTION = "rlstudio_read_only"
@@ -42,13 +45,31 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def upgrade(engine: Engine) -> None:
-    """Migrates the database to the newest schema, in one transaction of `engine`."""
+def upgrade(engine: Engine) -> Path | None:
+    """Migrates the database to the newest schema, in one transaction of `engine`.
+
+    A SQLite file made by an earlier version is first copied next to itself; the copy's
+    path is returned (None when nothing needed migrating or the database is not a file).
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == head:
+        return None
+    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    if current is not None and current not in known:
+        raise MigrationError(
+            f"{shown_url(str(engine.url))} was made by a newer RL Studio (schema {current}; "
+            f"this version knows up to {head}); open it with that version or newer"
+        )
+    path = sqlite_file(engine)
+    backup = backup_sqlite(path, current) if current is not None and path is not None else None
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+    return backup
 
 
 def _configure_sqlite(engine: Engine) -> None:

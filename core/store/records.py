@@ -63,6 +63,7 @@ class RunInfo:
     finished_at: datetime | None
     error: str | None
     last_reward: float | None
+    app_version: str | None = None  # the RL Studio that made it; None before 0.2.0
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,7 @@
 """The database tables for runs and everything a run records.
 
-The baseline migration (migrations/versions/0001_baseline.py) creates exactly these tables;
-a test compares the two, so a change here needs a new migration.
+The migrations (migrations/versions/) build exactly these tables; a test compares the two,
+so a change here needs a new migration.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     pid: Mapped[int | None] = mapped_column(Integer)
     hostname: Mapped[str | None] = mapped_column(String(255))
+    app_version: Mapped[str | None] = mapped_column(String(32))  # None: made before 0.2.0
 
 
 class Metric(Base):

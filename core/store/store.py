@@ -23,6 +23,7 @@ import psutil
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from core import __version__
 from core.store.engine import default_db_url, open_engine, read_only_engine, shown_url, upgrade
 from core.store.records import (
     FINISHED,
@@ -62,7 +63,8 @@ class Store:
         self._engine = open_engine(self.url)
         self._reader = read_only_engine(self._engine)
         self._shown_url = shown_url(self.url)
-        upgrade(self._engine)
+        # set when this open migrated a SQLite file: the copy of it as it was
+        self.backup = upgrade(self._engine)
         self.mark_interrupted()
 
     @property
@@ -129,6 +131,7 @@ class Store:
             created_at=utc_now(),
             pid=os.getpid(),
             hostname=socket.gethostname(),
+            app_version=__version__,
         )
         with self._write() as session:
             session.add(run)
@@ -378,6 +381,7 @@ class Store:
                 finished_at=run.finished_at,
                 error=run.error,
                 last_reward=None if metric_id is None else decode_metric(value, special),
+                app_version=run.app_version,
             )
             for run, value, special, metric_id in session.execute(query)
         ]
