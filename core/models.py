@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -96,9 +97,10 @@ def convert_gguf(gguf: Path, out: Path, progress: Progress | None = None) -> Pat
     say(f"Converting {gguf.name} to safetensors (once; about half a minute)...")
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
+        with _relay_tensor_progress(say, f"Converting {gguf.name}"):
+            loaded = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
     except Exception as exc:  # gguf/transformers raise many types for a bad file
         raise ModelError(f"{gguf} is not a model transformers can read: {exc}") from None
     config = copy.deepcopy(loaded.config)
@@ -116,6 +118,41 @@ def convert_gguf(gguf: Path, out: Path, progress: Progress | None = None) -> Pat
     os.replace(tmp, out)  # atomic: a half-written conversion is never picked up
     say("Conversion done.")
     return out
+
+
+_RELAY_LOCK = threading.Lock()
+
+
+@contextmanager
+def _relay_tensor_progress(say: Progress, label: str):
+    """transformers dequantizes a GGUF's tensors under a tqdm bar that only a terminal sees;
+    for the duration, that bar is replaced by one that reports "<label>: NN%" through `say`
+    (every 5%), which the studio's progress bar and the CLI show. Without that hook (another
+    transformers version) the conversion runs as before, with the one message."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+
+    def relay(iterable, *_args, **_kwargs):
+        total = len(iterable) if hasattr(iterable, "__len__") else 0
+        shown = -1
+        for done, item in enumerate(iterable):
+            percent = 100 * done // total if total else 0
+            if percent // 5 > shown:
+                shown = percent // 5
+                say(f"{label}: {percent}%")
+            yield item
+        say(f"{label}: 100%")
+
+    with _RELAY_LOCK:
+        gguf_utils.tqdm = relay
+        try:
+            yield
+        finally:
+            gguf_utils.tqdm = original
 
 
 def default_model_dir(progress: Progress | None = None) -> Path:

@@ -36,6 +36,9 @@ class ConsoleProgress:
         self.progress.stop()
 
     def say(self, message: str) -> None:
+        if message.endswith("%"):  # a conversion's percentage: the live line, not a new line
+            self.progress.update(self.task, description=message)
+            return
         self.console.print(message)
 
     def on_event(self, event: Event) -> None:

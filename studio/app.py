@@ -23,8 +23,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
+    from core import __version__
+    from core.paths import assets_dir
+    from core.store.backup import MigrationError
     from studio.main_window import MainWindow
     from studio.theme import apply_theme
     from studio.worker import finish_garbage_collection
@@ -32,8 +36,19 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RL Studio")
     app.setOrganizationName("RL Studio")
+    app.setDesktopFileName("io.rlstudio.RLStudio")  # the installed .desktop entry (Wayland)
+    app.setWindowIcon(QIcon(str(assets_dir() / "app" / "rlstudio.png")))
     apply_theme(app)
-    window = MainWindow(db_url=args.db, recipe=args.recipe)
+    try:
+        window = MainWindow(db_url=args.db, recipe=args.recipe)
+    except MigrationError as exc:  # a database this version cannot open: say so, touch nothing
+        QMessageBox.critical(None, "RL Studio", str(exc))
+        return 2
+    if window.store.backup is not None:
+        window.statusBar().showMessage(
+            f"Database upgraded for RL Studio {__version__}; the old copy is {window.store.backup}",
+            30_000,
+        )
     window.show()
     code = app.exec()
     del window

@@ -1,5 +1,6 @@
 """`rlstudio`: with no command (or `studio`) it opens the window; any other command
-(`train`, `resume`, `runs`, ...) is the headless CLI in `core.cli`, which never loads Qt."""
+(`train`, `resume`, `runs`, ...) is the headless CLI in `core.cli`, which never loads Qt;
+`--smoke-test` checks an installation (or a built bundle) end to end and exits."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ def main(argv: list[str] | None = None) -> int:
 
     multiprocessing.freeze_support()  # reward workers are spawned: a frozen app must not relaunch
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--smoke-test"]:  # the built bundle's self-check (`make package-test`)
+        from studio.smoke import main as smoke_main
+
+        return smoke_main(argv[1:])
     if not argv or argv[0] == "studio" or argv[0] in ("--db", "--recipe"):
         from studio.app import main as studio_main
 

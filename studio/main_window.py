@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from pathlib import Path
 
@@ -266,11 +267,23 @@ class MainWindow(QMainWindow):
             self.shown_run_id = None
         self.pump.follow(thread.events)
         self._t_start = time.monotonic()
+        self.progress.setRange(0, 0)
         self.progress.show()
         self.step_label.setText("Starting...")
         self.message.clear()
         thread.start()
         self._update_controls()
+
+    def _loading(self, text: str) -> None:
+        """A loading message; one ending in "NN%" (the model conversion) fills the bar."""
+        percent = re.search(r"(\d{1,3})%$", text)
+        if percent:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(int(percent.group(1)))
+        else:
+            self.progress.setRange(0, 0)  # busy: no known length
+        self.progress.show()
+        self.step_label.setText(text)
 
     def toggle_pause(self) -> None:
         if not self.running:
@@ -331,8 +344,7 @@ class MainWindow(QMainWindow):
             elif isinstance(event, Checkpoint):
                 self._log("info", f"checkpoint at step {event.step}: {event.path}")
             elif isinstance(event, Progress):
-                self.progress.show()
-                self.step_label.setText(event.text)
+                self._loading(event.text)
             elif isinstance(event, RewardFailure):
                 self._reward_failed(event)
             elif isinstance(event, RunCreated):

@@ -41,3 +41,21 @@ def test_two_ppo_steps_on_the_default_model(tmp_path):
     assert metrics["objective/kl"].values[0] == pytest.approx(0.0, abs=1e-3)
     assert any(len(s.completion.split()) >= 3 for s in samples)
     assert checkpoints and checkpoints[-1].step == 2
+
+
+def test_first_start_converts_the_bundled_model_reporting_percentages(tmp_path):
+    """What a fresh install (or the frozen app) does once, offline: GGUF → safetensors,
+    with a percentage the studio's progress bar follows, into a folder plain transformers
+    loads."""
+    from transformers import AutoModelForCausalLM
+
+    from core.models import bundled_gguf, convert_gguf
+
+    messages: list[str] = []
+    out = convert_gguf(bundled_gguf(), tmp_path / "converted", progress=messages.append)
+    percents = [int(m.rsplit(" ", 1)[1].rstrip("%")) for m in messages if m.endswith("%")]
+    assert len(percents) >= 10 and percents == sorted(percents)
+    assert percents[0] == 0 and percents[-1] == 100
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == "llama" and model.num_parameters() > 100_000_000
+    assert convert_gguf(bundled_gguf(), out, progress=messages.append) == out  # once only

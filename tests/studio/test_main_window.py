@@ -206,3 +206,11 @@ def test_compare_overlays_runs(window, qtbot, db_url, count):
     assert sorted(int(r.label.split(":")[0]) for r in window.dashboard.runs) == sorted(ids)
     for index in range(count):
         assert window.dashboard.curve_points("reward/mean", run_index=index) == 2
+
+
+def test_loading_bar_fills_with_the_conversion_percentage(window):
+    window._loading("Converting SmolLM2-135M-Instruct.Q4_1.gguf: 45%")
+    assert (window.progress.maximum(), window.progress.value()) == (100, 45)
+    assert window.step_label.text().endswith("45%")
+    window._loading("Loading the model...")
+    assert window.progress.maximum() == 0  # busy again: no known length

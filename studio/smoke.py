@@ -1,0 +1,168 @@
+"""`rlstudio --smoke-test`: the built bundle checks itself and exits 0, or names what failed.
+
+It does what a first start does, with nothing of the user's touched: the main window opens
+(offscreen), two training steps run on tiny-random from the window's own Start into a
+throwaway database, the reward worker process starts and stops, and the database's schema
+is the one this version expects. `make package-test` runs it on the bundle it built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+STEPS = 2
+TIME_LIMIT_S = 300
+
+
+class SmokeFailure(RuntimeError):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv:
+        print(f"rlstudio --smoke-test takes no arguments (got {' '.join(argv)})", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="rlstudio-smoke-") as home:
+        # before Qt or the engine read them: offscreen, and every file in the temp folder
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        os.environ["RLSTUDIO_HOME"] = home
+        try:
+            _check_all(Path(home))
+        except SmokeFailure as failure:
+            print(f"smoke test FAILED: {failure}", flush=True)
+            return 1
+    print("smoke test passed", flush=True)
+    return 0
+
+
+def _ok(what: str, started: float) -> None:
+    print(f"ok  {what}  ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def _check_all(home: Path) -> None:
+    from core import __version__
+
+    print(f"RL Studio {__version__} smoke test, python {sys.version.split()[0]}", flush=True)
+    db_url = f"sqlite:///{(home / 'smoke.db').as_posix()}"
+    t = time.monotonic()
+    _check_schema(db_url)
+    _ok("database created at the current schema", t)
+    t = time.monotonic()
+    from core.models import ModelError, bundled_gguf
+
+    try:
+        gguf = bundled_gguf()  # converted on first use; needs no network
+    except ModelError as exc:
+        raise SmokeFailure(str(exc)) from None
+    _ok(f"default model at hand: {gguf.name} ({gguf.stat().st_size / 2**20:.0f} MB)", t)
+    _train_in_the_window(db_url)
+    t = time.monotonic()
+    _check_schema(db_url)
+    _ok("schema still current after the run", t)
+
+
+def _check_schema(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from core.store import Store
+    from core.store.engine import MIGRATIONS_DIR
+    from core.store.schema import Base
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with Store(db_url) as store, store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        current = context.get_current_revision()
+        differences = compare_metadata(context, Base.metadata)
+    if current != head or differences:
+        raise SmokeFailure(f"schema {current} (expected {head}); differences: {differences}")
+
+
+def _train_in_the_window(db_url: str) -> None:
+    import psutil
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication, QLineEdit
+
+    from core.paths import assets_dir
+    from core.store import Store
+    from studio.main_window import MainWindow
+    from studio.worker import finish_garbage_collection
+
+    t = time.monotonic()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    recipe = assets_dir() / "recipes" / "tiny_smoke.toml"  # its reward is user code: a worker
+    window = MainWindow(db_url=db_url, recipe=str(recipe))
+    window.show()
+    app.processEvents()
+    if QIcon(str(assets_dir() / "app" / "rlstudio.png")).pixmap(64).isNull():
+        raise SmokeFailure("the app icon does not load")
+    _ok(f"main window and icon ({app.platformName()})", t)
+
+    t = time.monotonic()
+    steps = window.setup.form.widget_for("training.steps")
+    assert isinstance(steps, QLineEdit)
+    steps.setText(str(STEPS))
+    window.revalidate()
+    if not window.start_action.isEnabled():
+        raise SmokeFailure(f"Start is disabled: {window.config_error}")
+    window.start_action.trigger()
+    me = psutil.Process()
+    workers_seen: set[int] = set()
+
+    def reward_workers() -> list[psutil.Process]:
+        found = []
+        for child in me.children(recursive=True):
+            try:
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    def run_over() -> bool:
+        workers_seen.update(p.pid for p in reward_workers())
+        return window.thread is None and window.last_run_id is not None
+
+    _pump(app, run_over, "the two-step run")
+    run_id = window.last_run_id
+    with Store(db_url) as store:
+        info = store.run(run_id)
+        rewards = store.metrics(run_id, keys=["reward/mean"]).get("reward/mean")
+        samples = store.sample_count(run_id)
+    if info.status.value != "completed" or rewards is None or len(rewards.steps) != STEPS:
+        raise SmokeFailure(
+            f"run {run_id} is {info.status.value} with "
+            f"{0 if rewards is None else len(rewards.steps)} reward points: {info.error or ''}"
+        )
+    _ok(f"trained {STEPS} steps on tiny-random: run {run_id} completed, {samples} samples", t)
+
+    t = time.monotonic()
+    if not workers_seen:
+        raise SmokeFailure("no reward worker process was started")
+    _pump(app, lambda: not reward_workers(), "the reward worker to stop", limit_s=30)
+    _ok(f"reward worker started (pid {min(workers_seen)}) and stopped", t)
+
+    window.close()
+    window.deleteLater()
+    QCoreApplication.processEvents()
+    finish_garbage_collection()
+
+
+def _pump(app, done: Callable[[], bool], what: str, limit_s: float = TIME_LIMIT_S) -> None:
+    """Runs Qt's event loop until `done()`; the window's timers deliver the run's events."""
+    deadline = time.monotonic() + limit_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"waited {limit_s:g} s for {what}")
+        app.processEvents()
+        time.sleep(0.02)
