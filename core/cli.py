@@ -2,6 +2,9 @@
 
 Bad input exits with status 2 and one line on stderr; a crash during a run marks the
 run failed (with the message) and exits with status 1.
+
+`train` and `resume` also run as several processes under `torchrun --nproc_per_node N`
+or `accelerate launch`: rank 0 alone opens the store and prints progress.
 """
 
 from __future__ import annotations
@@ -79,18 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     if args.command is None:
         return _default_demo(args)
+    from core.distributed import session
     from core.errors import USER_ERRORS
+    from core.store import StoreUnavailable
 
     try:
-        return {
-            "train": _train,
-            "resume": _resume,
-            "runs": _runs,
-            "eval": _eval,
-            "rate": _rate,
-            "export": _export,
-        }[args.command](args)
-    except USER_ERRORS as exc:
+        with session():
+            return {
+                "train": _train,
+                "resume": _resume,
+                "runs": _runs,
+                "eval": _eval,
+                "rate": _rate,
+                "export": _export,
+            }[args.command](args)
+    except (*USER_ERRORS, StoreUnavailable) as exc:
         print(f"rlstudio: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -121,9 +127,26 @@ def _quiet_libraries() -> None:
 
 
 def _store(args):
-    from core.store import Store
+    """The store named by --db; with several processes, only rank 0's (the others: None).
+    A server that cannot be reached, or a driver that is missing, is one clear line."""
+    from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-    return Store(getattr(args, "db_sub", None) or args.db)
+    from core.distributed import is_main
+    from core.store import Store, StoreUnavailable
+    from core.store.engine import shown_url
+
+    if not is_main():
+        return None
+    url = getattr(args, "db_sub", None) or args.db
+    try:
+        return Store(url)
+    except (DBAPIError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        where = shown_url(url) if url else "the default store"
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and "psycopg" in str(exc):
+            hint = ' (install the driver: pip install "rlstudio[postgres]")'
+        raise StoreUnavailable(f"cannot open the store at {where}: {reason}{hint}") from exc
 
 
 def _train(args) -> int:
@@ -139,11 +162,12 @@ def _train(args) -> int:
         overrides["model.name"] = str(typed.resolve()) if typed.exists() else args.model
     if overrides:
         cfg = with_overrides(cfg, overrides)
-    cfg = preflight(cfg, progress=_say)
-    store = _store(args)
-    from core.progress import ConsoleProgress
+    from core.distributed import broadcast, is_main
 
-    with ConsoleProgress(cfg.training.steps) as bar, _stop_on_signals() as control:
+    # Rank 0 checks (and downloads or converts the model once); the others take its answer.
+    cfg = broadcast(preflight(cfg, progress=_say) if is_main() else None)
+    store = _store(args)
+    with _progress(cfg.training.steps) as bar, _stop_on_signals() as control:
         run_id = start_run(
             cfg,
             store,
@@ -152,21 +176,44 @@ def _train(args) -> int:
             on_event=bar.on_event,
             progress=bar.say,
         )
-    info = store.run(run_id)
-    print(f"run {run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
+    if store is not None:
+        info = store.run(run_id)
+        print(f"run {run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
     return 0
 
 
-def _resume(args) -> int:
+@contextlib.contextmanager
+def _progress(steps: int):
+    """The console progress bar; with several processes, rank 0's only."""
+    from core.distributed import is_main
     from core.progress import ConsoleProgress
+
+    if not is_main():
+        yield _Quiet()
+        return
+    with ConsoleProgress(steps) as bar:
+        yield bar
+
+
+class _Quiet:
+    def on_event(self, event) -> None:
+        pass
+
+    def say(self, message: str) -> None:
+        pass
+
+
+def _resume(args) -> int:
+    from core.distributed import broadcast
     from core.runner import resume_run
 
     store = _store(args)
-    info = store.run(args.run_id)
-    if info.status == "running":
+    info = store.run(args.run_id) if store is not None else None
+    if info is not None and info.status == "running":
         print(f"rlstudio: error: run {args.run_id} is still running", file=sys.stderr)
         return EXIT_BAD_INPUT
-    with ConsoleProgress(args.steps or info.total_steps) as bar, _stop_on_signals() as control:
+    total = broadcast(info.total_steps if info is not None else None)
+    with _progress(args.steps or total) as bar, _stop_on_signals() as control:
         resume_run(
             store,
             args.run_id,
@@ -175,8 +222,9 @@ def _resume(args) -> int:
             on_event=bar.on_event,
             progress=bar.say,
         )
-    info = store.run(args.run_id)
-    print(f"run {args.run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
+    if store is not None:
+        info = store.run(args.run_id)
+        print(f"run {args.run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
     return 0
 
 

@@ -6,6 +6,7 @@ The CLI calls these functions; the studio's worker thread calls the same ones.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from core import distributed
 from core.config import RunConfig, from_dict, to_dict, validate
 from core.control import Control
 from core.data import load_prompts
@@ -75,17 +77,22 @@ def start_run(
 ) -> int:
     """Create the run row and train to the end (or a stop). Returns the run id.
 
-    ``on_run_id`` hears the new id before training starts (the studio follows the run)."""
-    run_id = store.create_run(
-        name=name,
-        config=dict(to_dict(cfg), base_dir=cfg.base_dir),
-        algorithm=cfg.algorithm.name,
-        model=cfg.model.name,
-        seed=cfg.training.seed,
-        total_steps=cfg.training.steps,
-    )
-    if on_run_id is not None:
-        on_run_id(run_id)
+    ``on_run_id`` hears the new id before training starts (the studio follows the run).
+    With several processes (torchrun, accelerate) every one calls this; only rank 0 has a
+    store (the others pass None) and creates the row."""
+    run_id = None
+    if distributed.is_main():
+        run_id = store.create_run(
+            name=name,
+            config=dict(to_dict(cfg), base_dir=cfg.base_dir),
+            algorithm=cfg.algorithm.name,
+            model=cfg.model.name,
+            seed=cfg.training.seed,
+            total_steps=cfg.training.steps,
+        )
+        if on_run_id is not None:
+            on_run_id(run_id)
+    run_id = distributed.broadcast(run_id)
     _drive(cfg, store, run_id, control, on_event, None, progress)
     return run_id
 
@@ -105,19 +112,24 @@ def resume_run(
     on_event: EventCallback | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> int:
-    """Carry a run on from its newest checkpoint on disk (or from the start if none)."""
-    cfg = run_config(store, run_id)
-    if steps is not None:
-        cfg = validate(
-            dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
-        )
-        store.set_total_steps(run_id, steps)
-    resume_from, from_step = None, 0
-    for ckpt in reversed(store.checkpoints(run_id)):
-        if Path(ckpt.path).is_dir():
-            resume_from, from_step = Path(ckpt.path), ckpt.step
-            break
-    store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
+    """Carry a run on from its newest checkpoint on disk (or from the start if none).
+
+    With several processes, rank 0 reads the run from its store and tells the others."""
+    cfg = resume_from = None
+    if distributed.is_main():
+        cfg = run_config(store, run_id)
+        if steps is not None:
+            cfg = validate(
+                dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
+            )
+            store.set_total_steps(run_id, steps)
+        from_step = 0
+        for ckpt in reversed(store.checkpoints(run_id)):
+            if Path(ckpt.path).is_dir():
+                resume_from, from_step = Path(ckpt.path), ckpt.step
+                break
+        store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
+    cfg, resume_from = distributed.broadcast((cfg, resume_from))
     _drive(cfg, store, run_id, control, on_event, resume_from, progress)
     return run_id
 
@@ -131,59 +143,71 @@ def _drive(
     resume_from: Path | None,
     progress: Callable[[str], None] | None,
 ) -> None:
+    main = distributed.is_main()
+    checkpoint_dir = checkpoint_root(store, run_id) if main else None
+    checkpoint_dir = distributed.broadcast(checkpoint_dir)
+    events = train(
+        cfg, control, checkpoint_dir=checkpoint_dir, resume_from=resume_from, progress=progress
+    )
+    if not main:  # rank 0 alone writes to the store; the others train beside it
+        for event in events:
+            if on_event is not None:
+                on_event(event)
+        return
     store.claim_run(run_id)
     final = RunStatus.FAILED
-    with RunRecorder(store, run_id) as recorder:
-        try:
-            for event in train(
-                cfg,
-                control,
-                checkpoint_dir=checkpoint_root(store, run_id),
-                resume_from=resume_from,
-                progress=progress,
-            ):
-                _record(store, recorder, run_id, event)
-                if isinstance(event, Status) and event.state in ("completed", "stopped"):
-                    final = RunStatus(event.state)
-                if on_event is not None:
-                    on_event(event)
-        except KeyboardInterrupt:
-            recorder.flush()
-            store.set_status(run_id, RunStatus.STOPPED, error="interrupted (Ctrl+C)")
-            raise
-        except RewardError as exc:
-            recorder.flush()
-            message = (
-                f"{exc} (the run is kept up to its last finished step: fix the reward, then "
-                f"`rlstudio resume {run_id}` carries it on)"
-            )
-            store.set_status(run_id, RunStatus.FAILED, error=message)
-            raise RewardError(
-                message, component=exc.component, sample_index=exc.sample_index, lineno=exc.lineno
-            ) from exc
-        except BaseException as exc:
-            recorder.flush()
-            store.set_status(run_id, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-            raise
-        recorder.flush()
-    store.set_status(run_id, final)
+    # Every write of the run goes through the recorder, in order: a server that is away for
+    # a while (PostgreSQL restarting) delays them, and the run goes on.
+    recorder = RunRecorder(store, run_id)
+    try:
+        for event in events:
+            _record(recorder, event)
+            if isinstance(event, Status) and event.state in ("completed", "stopped"):
+                final = RunStatus(event.state)
+            if on_event is not None:
+                on_event(event)
+    except KeyboardInterrupt:
+        _finish(recorder, RunStatus.STOPPED, "interrupted (Ctrl+C)")
+        raise
+    except RewardError as exc:
+        message = (
+            f"{exc} (the run is kept up to its last finished step: fix the reward, then "
+            f"`rlstudio resume {run_id}` carries it on)"
+        )
+        _finish(recorder, RunStatus.FAILED, message)
+        raise RewardError(
+            message, component=exc.component, sample_index=exc.sample_index, lineno=exc.lineno
+        ) from exc
+    except BaseException as exc:
+        _finish(recorder, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    recorder.status(final)
+    recorder.close()
 
 
-def _record(store: Store, recorder: RunRecorder, run_id: int, event: Event) -> None:
+def _finish(recorder: RunRecorder, status: RunStatus, error: str) -> None:
+    """The run's last status on the way out of an error, without hiding that error."""
+    try:
+        recorder.status(status, error=error)
+        recorder.close()
+    except Exception as failure:
+        logging.getLogger(__name__).warning("could not record the run's end: %s", failure)
+
+
+def _record(recorder: RunRecorder, event: Event) -> None:
     if isinstance(event, Metrics):
         recorder.metrics(event.step, event.wall_time, event.values)
     elif isinstance(event, Samples):
         recorder.samples([as_record(s, event.step, i) for i, s in enumerate(event.rows)])
     elif isinstance(event, Checkpoint):
-        recorder.flush()  # the rows up to this step are safe before the checkpoint is listed
-        store.add_checkpoint(run_id, event.step, event.path)
+        # after the rows up to this step: they are safe before the checkpoint is listed
+        recorder.checkpoint(event.step, event.path)
     elif isinstance(event, Log):
         recorder.log(event.level, event.message)
     elif isinstance(event, RewardFailure):
         recorder.log("error", f"reward failed at step {event.step}: {event.message}")
     elif isinstance(event, Status) and event.state in ("running", "paused"):
-        recorder.flush()
-        store.set_status(run_id, RunStatus(event.state))
+        recorder.status(event.state)
 
 
 def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str, float]]:

@@ -18,10 +18,11 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from core import distributed
 from core.algorithms import ALGORITHMS, make_algorithm
 from core.algorithms.common import RunningMoments, masked_mean
-from core.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from core.config import RunConfig, validate
+from core.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.config import ConfigError, RunConfig, validate
 from core.control import Control, Stopped
 from core.data import PromptSampler, format_prompt, load_prompts, load_rated
 from core.evaluation import evaluate, heldout_split
@@ -49,6 +50,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+RANK_SEED_STRIDE = 10_007  # rank r samples with seed + r * this (rank 0: the run's own seed)
 
 
 def _make_optimizer(cfg: RunConfig, policy):
@@ -108,6 +112,12 @@ def train(
     cfg = validate(config)
     control = control or Control()
     t_cfg = cfg.training
+    rank, world = distributed.rank(), distributed.world_size()
+    if world > t_cfg.batch_size:
+        raise ConfigError(
+            f"training.batch_size = {t_cfg.batch_size} prompts cannot be shared by {world} "
+            f"processes: give every process at least one (batch_size >= {world})"
+        )
     yield Status("loading", f"Loading {cfg.model.name}", 0, t_cfg.steps)
     seed_everything(t_cfg.seed)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
@@ -123,6 +133,12 @@ def train(
     except Stopped:
         yield Status("stopped", "Stopped while loading the model", 0, t_cfg.steps)
         return
+    if world > 1:  # the same starting weights everywhere; each rank its own samples
+        distributed.broadcast_parameters(models.policy)
+        if models.reference.lm is not None:  # a copy (with LoRA: the policy, adapter off)
+            distributed.broadcast_parameters(models.reference.lm)
+        if rank:
+            seed_everything(t_cfg.seed + RANK_SEED_STRIDE * rank)
     optimizer, scheduler = _make_optimizer(cfg, models.policy)
     algo = make_algorithm(cfg, models, optimizer, scheduler)
     templated = [
@@ -136,14 +152,19 @@ def train(
         len(rated) if rated else len(train_idx), t_cfg.batch_size, t_cfg.seed, cfg.data.shuffle
     )
     run = _Run(cfg, models, algo, None, prompt_set, templated, sampler, control, rated, train_idx)
+    # Several processes stop, pause and checkpoint together, at step boundaries only: the
+    # work inside a step (generation, evaluation) gets a control no one stops.
+    run.step_control = Control() if world > 1 else control
 
     def evaluation() -> Iterator[Event]:
-        if heldout_idx:
+        if heldout_idx and rank == 0:  # the others go on and wait for it at the next step
             values, _ = yield from _scored(
                 run,
                 step,
                 step,
-                lambda: evaluate(models, cfg, prompt_set, heldout_idx, run.reward, control),
+                lambda: evaluate(
+                    models, cfg, prompt_set, heldout_idx, run.reward, run.step_control
+                ),
             )
             yield Metrics(step, time.perf_counter() - started, values)
 
@@ -153,7 +174,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         algo.load_state_dict(state["algorithm"])
-        set_rng_state(state["rng"])
+        _restore_rng(state, rank, world, t_cfg.seed)
         if "reward_moments" in state:
             run.reward_moments.load_state_dict(state["reward_moments"])
         step, time_offset = state["step"], state.get("wall_time", 0.0)
@@ -165,6 +186,10 @@ def train(
         nonlocal last_saved
         if checkpoint_dir is None:
             return
+        rngs = distributed.gather(rng_state()) if world > 1 else None
+        if rank != 0:  # rank 0 alone writes; the others only lent it their RNG states
+            last_saved = step
+            return
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -172,6 +197,8 @@ def train(
             "reward_moments": run.reward_moments.state_dict(),
             "wall_time": time.perf_counter() - started,
         }
+        if rngs is not None:
+            state["rng_ranks"] = rngs
         path = save_checkpoint(
             checkpoint_dir,
             step,
@@ -210,8 +237,11 @@ def train(
                 control.wait_while_paused()
                 if not control.stopped:
                     yield Status("running", "Resumed", step, t_cfg.steps)
+            if world > 1 and distributed.any_rank(control.stopped):
+                control.stop()  # a stop seen by one rank stops them all, at the same step
             control.check()
-            if control.take_checkpoint_request() and step != last_saved:
+            wanted = control.take_checkpoint_request()
+            if (distributed.any_rank(wanted) if world > 1 else wanted) and step != last_saved:
                 yield from checkpoint()
             step_events = _offline_step if rated else _one_step
             yield from step_events(run, step + 1, started)
@@ -228,7 +258,8 @@ def train(
         return
     except RewardError:
         # The weights are those of the last finished step: keep them so a fixed reward resumes.
-        if step != last_saved:
+        # (Not with several processes: the others are not at this point to lend their part.)
+        if step != last_saved and world == 1:
             yield from checkpoint()
         raise
     finally:
@@ -347,6 +378,7 @@ class _Run:
     train_idx: list[int]
     reward_moments: RunningMoments = field(default_factory=RunningMoments)  # reward.normalize
     reward_output: list[str] = field(default_factory=list)  # printed by reward code, not yet sent
+    step_control: Control | None = None  # what generation inside a step obeys (see train)
 
 
 def _rated_transitions(cfg: RunConfig, models: LoadedModels) -> list[Transition]:
@@ -370,7 +402,7 @@ def _rated_transitions(cfg: RunConfig, models: LoadedModels) -> list[Transition]
 def _offline_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     """One ILQL update on a batch of the rated data set (no generation)."""
     t0 = time.perf_counter()
-    items = [run.rated[i] for i in run.sampler.indices(step)]
+    items = [run.rated[i] for i in distributed.shard(run.sampler.indices(step))]
     batch = collate(items, run.models.tokenizer.pad_token_id, run.models.device)
     update = run.algo.update(batch, batch.scores)
     t1 = time.perf_counter()
@@ -385,19 +417,36 @@ def _offline_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         "lr": run.algo.optimizer.param_groups[0]["lr"],
         **update.metrics,
     }
+    values = distributed.reduce_metrics(values)
     yield Metrics(step, time.perf_counter() - started, values)
 
 
+def _restore_rng(state: dict, rank: int, world: int, seed: int) -> None:
+    """The RNG states a checkpoint saved for this rank; a rank it has none for (another
+    number of processes) reseeds from the run's seed and the step instead."""
+    ranks = state.get("rng_ranks")
+    if world == 1 and not ranks:
+        set_rng_state(state["rng"])
+    elif ranks is not None and len(ranks) == world:
+        set_rng_state(ranks[rank])
+    elif rank == 0:
+        set_rng_state(state["rng"])
+    else:
+        seed_everything(seed + RANK_SEED_STRIDE * rank + state["step"])
+
+
 def _standardised(moments: RunningMoments, totals: torch.Tensor) -> torch.Tensor:
-    """Totals standardised by the running mean and std of every total so far (these too)."""
-    moments.update(totals)
+    """Totals standardised by the running mean and std of every total so far (these too;
+    with several processes, every rank's)."""
+    moments.update(distributed.all_cat(totals))
     return (totals - moments.mean) / max(moments.std, 1e-6)
 
 
 def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     cfg, models, algo, reward = run.cfg, run.models, run.algo, run.reward
-    # Each prompt k times in a row: groups stay contiguous for RLOO / GRPO.
-    picked = [run.train_idx[i] for i in run.sampler.indices(step)]
+    # Each prompt k times in a row: groups stay contiguous for RLOO / GRPO. With several
+    # processes each takes its own slice of the step's prompts (whole groups).
+    picked = [run.train_idx[i] for i in distributed.shard(run.sampler.indices(step))]
     idx = [i for i in picked for _ in range(cfg.algorithm.group_size)]
     prompts, columns = run.prompt_set.batch(idx)
     t0 = time.perf_counter()
@@ -406,7 +455,7 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         [run.templated[i] for i in idx],
         cfg.generation,
         cfg.data.max_prompt_tokens,
-        run.control,
+        run.step_control,
         chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
         ilql=cfg.ilql,
         score_policy=not algo.one_pass,
@@ -444,6 +493,11 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     }
     if algo.skipped_steps:
         values["loss/skipped_nonfinite"] = float(algo.skipped_steps)
+    if distributed.active():  # every rank's shares combined; the reward over the whole batch
+        values = distributed.reduce_metrics(values)
+        every = distributed.all_cat(totals)
+        values["reward/mean"] = float(every.mean())
+        values["reward/std"] = float(every.std()) if len(every) > 1 else 0.0
     yield Metrics(step, time.perf_counter() - started, values)
     if cfg.logging.samples_per_step:
         yield Samples(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core import distributed
 from core.algorithms.common import (
     AdaptiveKLController,
     FixedKLController,
@@ -59,8 +60,8 @@ class Algorithm:
         """EOS penalty, optional running-std scaling, then clipping."""
         if self.cfg.missing_eos_penalty:
             scores = scores - self.cfg.missing_eos_penalty * (~ended).float()
-        if self.cfg.scale_rewards:
-            self.score_moments.update(scores)
+        if self.cfg.scale_rewards:  # over every rank's scores: the same scale everywhere
+            self.score_moments.update(distributed.all_cat(scores))
             scores = scores / max(float(self.score_moments.std), 1e-6)
         if self.cfg.reward_clip:
             scores = clip_scores(scores, self.cfg.reward_clip)
@@ -68,7 +69,7 @@ class Algorithm:
 
     def optimizer_step(self, loss: torch.Tensor) -> float:
         """Backward, clip, step; a non-finite loss skips the step so NaN never reaches weights."""
-        if not torch.isfinite(loss):
+        if distributed.any_rank(not torch.isfinite(loss)):  # every rank skips, or none
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             return math.nan
@@ -76,8 +77,12 @@ class Algorithm:
         return self.apply_gradients()
 
     def apply_gradients(self) -> float:
-        """Clip the accumulated gradients and step; returns the pre-clip norm."""
+        """Clip the accumulated gradients and step; returns the pre-clip norm.
+
+        With several processes the gradients are first averaged over them, so every rank
+        takes the same step."""
         params = [p for p in self.policy.parameters() if p.requires_grad]
+        distributed.average_gradients(params)
         norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or math.inf)
         if torch.isfinite(norm):
             self.optimizer.step()
@@ -122,7 +127,7 @@ class Algorithm:
             if torch.isfinite(loss):
                 loss.backward()
             total += float(loss.detach())
-        if math.isfinite(total):
+        if not distributed.any_rank(not math.isfinite(total)):
             return total, self.apply_gradients()
         self.optimizer.zero_grad(set_to_none=True)
         self.skipped_steps += 1
@@ -135,7 +140,7 @@ class Algorithm:
         """
         self.scheduler.step()
         kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * rollout.mask
-        kl_per_seq = float(kl.sum(1).mean())
+        kl_per_seq = float(distributed.mean(kl.sum(1)))  # over all ranks: one KL coefficient
         coef = self.kl_ctl.value
         self.kl_ctl.update(kl_per_seq, rollout.mask.shape[0])
         return kl.detach(), {"objective/kl": kl_per_seq, "objective/kl_coef": coef}

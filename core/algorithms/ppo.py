@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from core import distributed
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
     _bool_mask,
@@ -154,8 +155,9 @@ class PPO(Algorithm):
             cfg.kl_estimator,
         )
         advantages, returns = gae_advantages(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
-            advantages = masked_whiten(advantages, mask)
+        if cfg.whiten_advantages:  # over the whole batch, every rank's share of it
+            whiten = distributed.masked_whiten if distributed.active() else masked_whiten
+            advantages = whiten(advantages, mask)
         batch = mask.shape[0]
         size = math.ceil(batch / cfg.minibatches)
         tokens = rollout.response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from core import distributed
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
     _bool_mask,
@@ -88,9 +89,10 @@ class Reinforce(Algorithm):
         coef = self.kl_ctl.value
         returns = scores - coef * kl_pen.sum(1)
         # The first batch has no history: its own mean is the only honest baseline.
-        baseline = self.baseline.value if self.baseline.value is not None else float(returns.mean())
+        batch_mean = float(distributed.mean(returns))  # over all ranks: one baseline
+        baseline = self.baseline.value if self.baseline.value is not None else batch_mean
         advantages = sequence_advantages(scores, kl_pen, mask, coef, baseline)
-        self.baseline.update(float(returns.mean()))
+        self.baseline.update(batch_mean)
         total_tokens = mask.sum().clamp(min=1)
 
         def minibatch_loss(logp, rows):  # token-normalised over the whole batch

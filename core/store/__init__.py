@@ -1,7 +1,7 @@
 """The run store: runs and what they record, in SQLite by default or any SQLAlchemy database."""
 
 from core.store.engine import default_db_url
-from core.store.recorder import RunRecorder
+from core.store.recorder import RunRecorder, StoreUnavailable
 from core.store.records import (
     CheckpointInfo,
     LogEntry,
@@ -23,5 +23,6 @@ __all__ = [
     "RunStatus",
     "SampleRow",
     "Store",
+    "StoreUnavailable",
     "default_db_url",
 ]

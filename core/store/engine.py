@@ -25,11 +25,20 @@ def default_db_url() -> str:
 
 
 def open_engine(url: str) -> Engine:
-    """An engine for `url`; a SQLite file's folder is created and its connections tuned."""
+    """An engine for `url`; a SQLite file's folder is created and its connections tuned.
+
+    A server database's pooled connections are checked before use (a restarted server
+    costs no failed query) and, for PostgreSQL, a connection attempt gives up after 10 s
+    unless the URL says otherwise (`?connect_timeout=N`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() != "sqlite":
+        options["pool_pre_ping"] = True
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        options["connect_args"] = {"connect_timeout": 10}
+    engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine

@@ -1,17 +1,71 @@
-"""The trainer's buffered writer: queues a run's metrics, samples and logs, flushes in batches."""
+"""The trainer's buffered writer: queues a run's metrics, samples and logs, flushes in batches.
+
+It also rides out a database server that is briefly unreachable (a PostgreSQL restart, a
+network hiccup): what cannot be written stays queued in order, in memory up to a bound and
+then in a local spill file, and is written once the server answers again.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from core.store.records import LogRow, MetricRow, utc_now
+from sqlalchemy import exc as sa_exc
+
+from core.store.engine import shown_url
+from core.store.records import LogRow, MetricRow, RunStatus, utc_now
 
 if TYPE_CHECKING:
     from core.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached (at the start, or still not at the end of a run)."""
+
+
+def is_connection_error(error: BaseException, dialect: str = "") -> bool:
+    """True for an error that means "the server is not there right now" (try again later),
+    not "this write is wrong". SQLite's only such error is a database locked too long."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, (sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(error, sa_exc.OperationalError):
+        return dialect != "sqlite" or "database is locked" in str(error)
+    return False
+
+
+def _rows(op: Mapping[str, Any]) -> int:
+    if op["kind"] != "batch":
+        return 1
+    return (
+        sum(len(values) for _s, _w, values in op["metrics"]) + len(op["samples"]) + len(op["logs"])
+    )
+
+
+def _to_json(op: Mapping[str, Any]) -> str:
+    if op["kind"] == "batch":
+        op = dict(op, logs=[(at.isoformat(), level, msg) for at, level, msg in op["logs"]])
+    return json.dumps(op)
+
+
+def _from_json(line: str) -> dict[str, Any]:
+    op = json.loads(line)
+    if op["kind"] == "batch":
+        op["logs"] = [(datetime.fromisoformat(at), level, msg) for at, level, msg in op["logs"]]
+    return op
 
 
 class RunRecorder:
@@ -20,7 +74,15 @@ class RunRecorder:
     `metrics`, `samples` and `log` only queue; a flush writes everything queued plus a
     heartbeat in one transaction. They flush by themselves once `flush_interval_s` has passed
     since the last flush or `max_pending` rows are waiting; nothing flushes in the
-    background, so call `flush()` (or leave the `with` block) when a step ends.
+    background, so call `flush()` (or leave the `with` block) when a step ends. `status` and
+    `checkpoint` go through the same queue, so they are written after the rows before them.
+
+    When the server cannot be reached, nothing is lost and training goes on: the writes
+    stay queued, in order, and are tried again after `retry_interval_s` (doubling up to
+    `max_retry_interval_s`). Past `max_buffered` rows in memory the queue moves to a spill
+    file (JSON lines) that is replayed first once the server is back. `close()` waits up to
+    `close_timeout_s` for the server, then raises `StoreUnavailable` naming the spill file.
+    Any other error (a deleted run, a bad value) is raised at once, and stays queued.
     """
 
     def __init__(
@@ -29,23 +91,58 @@ class RunRecorder:
         run_id: int,
         flush_interval_s: float = 1.0,
         max_pending: int = 1000,
+        *,
+        max_buffered: int = 100_000,
+        retry_interval_s: float = 1.0,
+        max_retry_interval_s: float = 30.0,
+        close_timeout_s: float = 600.0,
+        spill_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
-        self._lock = threading.Lock()
+        self.max_buffered = max_buffered
+        self.retry_interval_s = retry_interval_s
+        self.max_retry_interval_s = max_retry_interval_s
+        self.close_timeout_s = close_timeout_s
+        self._spill_dir = spill_dir
+        self._lock = threading.RLock()
         self._metrics: list[MetricRow] = []
         self._samples: list[Mapping[str, Any]] = []
         self._logs: list[LogRow] = []
         self._pending = 0
         self._max_step: int | None = None
         self._last_flush = time.monotonic()
+        # Writes that failed for want of a server, oldest first: the spill file's, then these.
+        self._backlog: deque[dict[str, Any]] = deque()
+        self._backlog_rows = 0
+        self._spilled_ops = 0
+        self._spilled_rows = 0
+        self._offline_since: float | None = None
+        self._next_try = 0.0
+        self._wait = retry_interval_s
+        self.outages = 0  # how many times the server went away during this run
 
     @property
     def pending(self) -> int:
-        """Rows queued and not yet written."""
-        return self._pending
+        """Rows queued and not yet written (in memory or spilled)."""
+        return self._pending + self._backlog_rows + self._spilled_rows
+
+    @property
+    def offline(self) -> bool:
+        """True while the last write found no server."""
+        return self._offline_since is not None
+
+    @property
+    def spill_path(self) -> Path:
+        """Where writes go once more than `max_buffered` rows wait for the server."""
+        if self._spill_dir is None:
+            from core.paths import data_dir
+
+            self._spill_dir = data_dir() / "spill"
+        url = re.sub(r"[^A-Za-z0-9_.-]+", "_", shown_url(self.store.url))[-80:]
+        return self._spill_dir / f"{url}-run-{self.run_id}-{os.getpid()}.jsonl"
 
     def metrics(self, step: int, wall_time: float, values: Mapping[str, float | None]) -> None:
         with self._lock:
@@ -68,20 +165,177 @@ class RunRecorder:
             self._pending += 1
         self._maybe_flush()
 
+    def checkpoint(self, step: int, path: str) -> None:
+        """Lists a checkpoint, after every row queued before it."""
+        self._queue({"kind": "checkpoint", "step": int(step), "path": str(path)})
+
+    def status(self, status: RunStatus | str, error: str | None = None) -> None:
+        """Moves the run to `status`, after every row queued before it."""
+        self._queue({"kind": "status", "status": RunStatus(status).value, "error": error})
+
     def flush(self) -> None:
-        """Writes everything queued in one transaction; on failure it stays queued."""
+        """Writes everything queued, the rows in one transaction. With no server it keeps
+        them and returns (the next flush after the retry interval tries again); any other
+        failure is raised, and what failed stays queued."""
         with self._lock:
-            if self._pending:
-                self.store.write_batch(
-                    self.run_id,
-                    metrics=self._metrics,
-                    samples=self._samples,
-                    logs=self._logs,
-                    last_step=self._max_step,
-                )
-                self._metrics, self._samples, self._logs = [], [], []
-                self._pending = 0
+            self._take_batch()
+            self._drain()
             self._last_flush = time.monotonic()
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flushes, waiting up to `timeout_s` (default `close_timeout_s`) for a server
+        that is away; then raises `StoreUnavailable` with everything kept in the spill file."""
+        deadline = time.monotonic() + (self.close_timeout_s if timeout_s is None else timeout_s)
+        with self._lock:
+            self._take_batch()
+            while True:
+                self._next_try = 0.0
+                self._drain()
+                if not self._backlog and not self._spilled_ops:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._spill()
+                    raise StoreUnavailable(
+                        f"the store at {shown_url(self.store.url)} is still unreachable; "
+                        f"run {self.run_id}'s last {self._spilled_rows} rows are kept in "
+                        f"{self.spill_path}"
+                    )
+                time.sleep(min(self._wait, left))
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def _queue(self, op: dict[str, Any]) -> None:
+        with self._lock:
+            self._take_batch()
+            self._backlog.append(op)
+            self._backlog_rows += 1
+            self._drain()
+            self._last_flush = time.monotonic()
+
+    def _take_batch(self) -> None:
+        """The rows queued so far become one write at the end of the backlog."""
+        if not self._pending:
+            return
+        op = {
+            "kind": "batch",
+            "metrics": self._metrics,
+            "samples": self._samples,
+            "logs": self._logs,
+            "last_step": self._max_step,
+        }
+        self._backlog.append(op)
+        self._backlog_rows += self._pending
+        self._metrics, self._samples, self._logs = [], [], []
+        self._pending = 0
+
+    def _write(self, op: Mapping[str, Any]) -> None:
+        if op["kind"] == "batch":
+            self.store.write_batch(
+                self.run_id,
+                metrics=op["metrics"],
+                samples=op["samples"],
+                logs=op["logs"],
+                last_step=op["last_step"],
+            )
+        elif op["kind"] == "checkpoint":
+            self.store.add_checkpoint(self.run_id, op["step"], op["path"])
+        else:
+            self.store.set_status(self.run_id, op["status"], error=op["error"])
+
+    def _drain(self) -> None:
+        """Writes the spill file's ops, then the backlog's, oldest first, each in its own
+        transaction; stops at the first one the server is not there for."""
+        if not self._backlog and not self._spilled_ops:
+            return
+        if self.offline and time.monotonic() < self._next_try:
+            self._maybe_spill()
+            return
+        try:
+            if self._spilled_ops:
+                self._replay_spill()
+            while self._backlog:
+                self._write(self._backlog[0])
+                self._backlog_rows -= _rows(self._backlog.popleft())
+        except Exception as error:
+            if not is_connection_error(error, self.store.engine.dialect.name):
+                raise
+            self._went_offline(error)
+            self._maybe_spill()
+            return
+        if self.offline:
+            self._back_online()
+
+    def _went_offline(self, error: BaseException) -> None:
+        now = time.monotonic()
+        if self._offline_since is None:
+            self._offline_since = now
+            self._wait = self.retry_interval_s
+            self.outages += 1
+            reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+            log.warning(
+                "the store at %s is unreachable (%s); training goes on and its rows are "
+                "kept until it is back",
+                shown_url(self.store.url),
+                reason,
+            )
+        else:
+            self._wait = min(self._wait * 2, self.max_retry_interval_s)
+        self._next_try = now + self._wait
+
+    def _back_online(self) -> None:
+        away = time.monotonic() - (self._offline_since or time.monotonic())
+        self._offline_since = None
+        self._wait = self.retry_interval_s
+        message = f"the store was unreachable for {away:.0f} s; every row kept meanwhile is written"
+        log.warning(message)
+        self._logs.append((utc_now(), "warning", message))
+        self._pending += 1
+
+    # -- the spill file -------------------------------------------------------------------
+
+    def _maybe_spill(self) -> None:
+        if self._backlog_rows > self.max_buffered:
+            self._spill()
+
+    def _spill(self) -> None:
+        """Moves the backlog to the end of the spill file (it is written before the rest)."""
+        if not self._backlog:
+            return
+        path = self.spill_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            for op in self._backlog:
+                fh.write(_to_json(op) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not self._spilled_ops:
+            log.warning("more than %d rows wait for the store: kept in %s", self.max_buffered, path)
+        self._spilled_ops += len(self._backlog)
+        self._spilled_rows += self._backlog_rows
+        self._backlog.clear()
+        self._backlog_rows = 0
+
+    def _replay_spill(self) -> None:
+        path = self.spill_path
+        lines = path.read_text(encoding="utf-8").splitlines()
+        done = 0
+        try:
+            for line in lines:
+                op = _from_json(line)
+                self._write(op)
+                done += 1
+                self._spilled_ops -= 1
+                self._spilled_rows -= _rows(op)
+        finally:
+            if done == len(lines):
+                path.unlink(missing_ok=True)
+            elif done:  # keep what is left, atomically
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("".join(line + "\n" for line in lines[done:]), encoding="utf-8")
+                os.replace(tmp, path)
+
+    # -- flushing by itself ---------------------------------------------------------------
 
     def _saw_step(self, step: int) -> None:
         if self._max_step is None or step > self._max_step:
@@ -101,4 +355,10 @@ class RunRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.flush()
+        if exc is None:
+            self.close()
+            return
+        try:  # an error is on its way up already: do not hide it behind this one
+            self.close()
+        except Exception as error:
+            log.warning("%s", error)
