@@ -139,7 +139,7 @@ def _store(args):
         return None
     url = getattr(args, "db_sub", None) or args.db
     try:
-        return Store(url)
+        store = Store(url)
     except (DBAPIError, NoSuchModuleError, ModuleNotFoundError) as exc:
         reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
         where = shown_url(url) if url else "the default store"
@@ -147,6 +147,12 @@ def _store(args):
         if isinstance(exc, ModuleNotFoundError) and "psycopg" in str(exc):
             hint = ' (install the driver: pip install "rlstudio[postgres]")'
         raise StoreUnavailable(f"cannot open the store at {where}: {reason}{hint}") from exc
+    if store.backup is not None:
+        print(
+            f"rlstudio: upgraded the database for this version; the old copy is {store.backup}",
+            file=sys.stderr,
+        )
+    return store
 
 
 def _train(args) -> int:

@@ -123,3 +123,12 @@ def test_a_failed_backup_leaves_the_database_as_it_was(
         Store(url)
     assert _revision(path) == "0001"
     assert list(tmp_path.glob("*.backup-*")) == []
+
+
+def test_the_cli_says_where_the_old_copy_is(tmp_path: Path, capsys) -> None:
+    from core.cli import main
+
+    url = _old_database(tmp_path / "rlstudio.db")
+    assert main(["runs", "--db", url]) == 0
+    err = capsys.readouterr().err
+    assert "upgraded the database" in err and "rlstudio.db.backup-0001-" in err
