@@ -134,9 +134,20 @@ class IlqlConfig:
     dataset: str = setting("", "Offline: .jsonl with prompt, completion and reward per line")
     tau: float = setting(0.7, "Expectile of the V loss", min=0.5, max=0.999)
     gamma: float = setting(0.99, "Discount between tokens", min=0.0, max=1.0)
+    lam: float = setting(
+        0.95,
+        "Q target: lambda-return (0 = one-step r + gamma V(s') as in ILQL, 1 = Monte Carlo)",
+        min=0.0,
+        max=1.0,
+    )
     cql_scale: float = setting(0.1, "Weight of the conservative (CQL) term", min=0.0, max=100.0)
     awac_scale: float = setting(1.0, "Weight of the advantage-weighted LM loss", min=0.0, max=100.0)
-    beta: float = setting(1.0, "Decoding: logits + beta * (Q - V)", min=0.0, max=100.0)
+    beta: float = setting(
+        2.0,
+        "Decoding: logits + beta * (Q - V); also the AWAC weight exp(beta * (Q - V))",
+        min=0.0,
+        max=100.0,
+    )
     polyak: float = setting(0.05, "Target Q update rate (Polyak averaging)", min=0.0, max=1.0)
     heads_lr_scale: float = setting(
         10.0,

@@ -390,7 +390,11 @@ def _rated_transitions(cfg: RunConfig, models: LoadedModels) -> list[Transition]
         prompt = format_prompt(tok, row["prompt"], cfg.data.chat_template)
         p_ids = tok(prompt, add_special_tokens=False)["input_ids"][-cfg.data.max_prompt_tokens :]
         c_ids = tok(row["completion"], add_special_tokens=False)["input_ids"]
-        c_ids = c_ids[: cfg.generation.max_new_tokens - len(end)] + end
+        # As generation lays a completion out: one that stopped before the length limit
+        # ended with EOS; one that reached it was cut there, with no EOS the policy never
+        # chose (an appended one would be the costliest token of every row to imitate).
+        limit = cfg.generation.max_new_tokens
+        c_ids = c_ids + end if len(c_ids) < limit else c_ids[:limit]
         items.append(Transition(tuple(p_ids), tuple(c_ids), float(row["reward"])))
     # Standardised rewards: Q - V is then in units of the data's spread, so beta means
     # the same on every task.

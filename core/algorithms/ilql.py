@@ -4,8 +4,11 @@ Language Generation with Implicit Language Q Learning"): the heads and the tenso
 Every response token is an action; the state before it is the prompt plus the tokens so far.
 Q heads score every vocabulary entry as the next action, a V head scores the state, and the
 value targets come from an expectile regression of V onto target Q heads (as in IQL), so the
-learned Q never has to take a max over actions it has not seen. At sampling time the language
-model's logits are shifted by beta * (Q - V) (``ilql_decode_logits``).
+learned Q never has to take a max over actions it has not seen. The Q target is a
+lambda-return (``lambda_returns``): with lam = 0 the one-step r + gamma * V(s') of the paper,
+which moves a reward given at the last token back one token per round of V fitting; lam near 1
+lets it reach every token of the response at once. At sampling time the language model's
+logits are shifted by beta * (Q - V) (``ilql_decode_logits``).
 
 Per-token tensors are [B, R] over response tokens with a right-padded ``mask`` (see
 ``core.algorithms.common``). All results are float32.
@@ -159,6 +162,7 @@ def ilql_losses(
     cql_scale: float,
     awac_scale: float,
     beta: float = 1.0,
+    lam: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Returns (loss 0-d float32, stats) of ILQL over a batch of responses.
 
@@ -168,9 +172,10 @@ def ilql_losses(
     (typically the sequence score at the last real token, 0 elsewhere); mask [B, R].
 
     With V(s_{t+1}) = v[t + 1] for real next tokens and 0 after the last real token (terminal),
-    Q_i(t) = qs[i] at the taken action, Qt(t) = min_i target_qs[i] at the taken action, and
-    every mean taken over real tokens:
-      q    = sum_i mean (Q_i(t) - (r_t + gamma * V(s_{t+1})))^2           (target detached)
+    Q_i(t) = qs[i] at the taken action, Qt(t) = min_i target_qs[i] at the taken action, G_t the
+    lambda-return of ``lambda_returns`` (lam = 0: the one-step target r_t + gamma * V(s_{t+1})
+    of ILQL), and every mean taken over real tokens:
+      q    = sum_i mean (Q_i(t) - G_t)^2                                  (target detached)
       v    = mean expectile_loss(Qt(t) - v_t, tau)                        (Qt detached)
       cql  = cql_scale * sum_i mean cross_entropy(qs[i][t] as logits, a_t)
       awac = awac_scale * mean w_t * -log softmax(logits[t])[a_t],
@@ -203,7 +208,7 @@ def ilql_losses(
     with torch.no_grad():
         next_v = torch.zeros_like(v_t)
         next_v[:, :-1] = v_t[:, 1:]
-        td_target = masked_fill_zero(r + gamma * next_v, m)
+        td_target = lambda_returns(r, next_v, m, gamma, lam)
 
     q_taken = [_taken(q, acts, m) for q in qs]
     loss_q = sum(masked_mean((q - td_target) ** 2, m) for q in q_taken)
@@ -238,6 +243,34 @@ def ilql_losses(
             "awac/weight_mean": float(masked_mean(weight, m)),
         }
     return loss, stats
+
+
+def lambda_returns(
+    rewards: torch.Tensor, next_v: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """Returns float32 [B, R] TD(lambda) targets, 0 at padding.
+
+    G_t = r_t + gamma * ((1 - lam) * V(s_{t+1}) + lam * G_{t+1}), with next_v [B, R] holding
+    V(s_{t+1}) (0 at the last real token: the terminal) and G 0 after the last real token.
+    lam = 0 is ILQL's one-step target r_t + gamma * V(s_{t+1}); lam = 1 the discounted Monte
+    Carlo return of the sequence; in between, the reward at the end of a response reaches
+    earlier tokens at once (weight (gamma * lam)^k, k tokens back) instead of one token per
+    round of V fitting. This is the uncorrected lambda-return (Peng's Q(lambda)): the actions
+    after t are the data's, so lam near 1 leans toward the data's own values.
+    Padding in rewards and next_v may hold anything.
+    """
+    m = _bool_mask(mask)
+    r = masked_fill_zero(rewards, m)
+    nv = masked_fill_zero(next_v, m)
+    if lam == 0.0:
+        return masked_fill_zero(r + gamma * nv, m)
+    out = torch.zeros_like(r)
+    running = torch.zeros_like(r[:, 0])
+    for t in range(r.shape[1] - 1, -1, -1):
+        running = r[:, t] + gamma * ((1.0 - lam) * nv[:, t] + lam * running)
+        running = torch.where(m[:, t], running, 0.0)
+        out[:, t] = running
+    return out
 
 
 def ilql_decode_logits(
@@ -292,6 +325,7 @@ class ILQL(Algorithm):
             c.cql_scale,
             c.awac_scale,
             c.beta,
+            c.lam,
         )
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from core.algorithms.ilql import (
     expectile_loss,
     ilql_decode_logits,
     ilql_losses,
+    lambda_returns,
     polyak_update,
 )
 from tests.core.helpers import NAN, close, t
@@ -185,6 +186,41 @@ def test_td_gradients_stay_out_of_padding_and_target():
     # target Q = 0 everywhere; diff = 0 - v < 0 -> weight 0.3; d/dv of 0.3*v^2/4 = 0.15*v
     # 0.15*[0.2, 0.4, 0.6] = [0.03, 0.06, 0.09] ; 0.15*0.3 = 0.045 ; padding 0
     close(v.grad, [[0.03, 0.06, 0.09, 0.0], [0.045, 0.0, 0.0, 0.0]])
+
+
+def test_lambda_returns_three_token_row_terminal_and_padding():
+    # Row 0: rewards [0, 0, 1], V(s_{t+1}) = [0.4, 0.6, 0 (terminal)], then padding holding NaN.
+    # Row 1: one real token, reward -1.
+    rewards = t([[0.0, 0.0, 1.0, NAN], [-1.0, NAN, NAN, NAN]])
+    next_v = t([[0.4, 0.6, 0.0, NAN], [0.0, NAN, NAN, NAN]])
+    mask = t([[1, 1, 1, 0], [1, 0, 0, 0]])
+    # gamma 0.5, lam 0.5, backwards from the last real token (G after it is 0):
+    #   G2 = 1 + 0.5*(0.5*0 + 0.5*0) = 1 ; G1 = 0 + 0.5*(0.5*0.6 + 0.5*1) = 0.4 ;
+    #   G0 = 0 + 0.5*(0.5*0.4 + 0.5*0.4) = 0.2 ; row 1: -1 + 0 = -1 ; padding 0
+    close(lambda_returns(rewards, next_v, mask, 0.5, 0.5), [[0.2, 0.4, 1.0, 0], [-1.0, 0, 0, 0]])
+    # lam 0: one-step r + gamma V(s'): [0.5*0.4, 0.5*0.6, 1] = [0.2, 0.3, 1.0]
+    close(lambda_returns(rewards, next_v, mask, 0.5, 0.0), [[0.2, 0.3, 1.0, 0], [-1.0, 0, 0, 0]])
+    # lam 1: discounted Monte Carlo return, V unused: [0.25, 0.5, 1.0]
+    close(lambda_returns(rewards, next_v, mask, 0.5, 1.0), [[0.25, 0.5, 1.0, 0], [-1.0, 0, 0, 0]])
+
+
+def test_td_loss_with_lambda_1_regresses_on_the_discounted_return():
+    q, v, actions, rewards, mask = _td_case()
+    # gamma 0.99, lam 1: targets row 0 = [0.99^2, 0.99, 1] = [0.9801, 0.99, 1.0] ; row 1 = [-1]
+    # errors: 0.5-0.9801 = -0.4801 -> 0.23049601 ; 0.3-0.99 = -0.69 -> 0.4761 ;
+    #         0.8-1.0 = -0.2 -> 0.04 ; 0.7-(-1) = 1.7 -> 2.89
+    # mean over 4 real tokens: 3.63659601/4 = 0.909149
+    _, stats = ilql_losses(
+        (q,), (q,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
+        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0, lam=1.0,
+    )  # fmt: skip
+    assert stats["loss/q"] == pytest.approx(0.909149, abs=1e-6)
+    # lam 0 is the one-step target of the test above.
+    _, stats0 = ilql_losses(
+        (q,), (q,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
+        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0, lam=0.0,
+    )  # fmt: skip
+    assert stats0["loss/q"] == pytest.approx(0.756813, abs=1e-6)
 
 
 # --- V loss: min over the target heads -------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import export_model
+from core.checkpoint import export_model, load_checkpoint
 from core.cli import main
 from core.events import Checkpoint, Metrics
 from core.models import load_models
@@ -16,29 +16,48 @@ from core.rewards import build_reward
 from core.rollout import generate_rollout
 from core.runner import rate_completions
 from core.store import Store
-from core.train import train
+from core.train import _rated_transitions, train
 from tests.core.helpers import tiny_config
 
 
-def test_offline_ilql_learns_from_a_rated_file_and_exports_its_heads(tmp_path):
+def test_offline_ilql_decodes_better_than_its_data_and_exports_its_heads(tmp_path):
+    # The behaviour policy is tiny-random itself: 64 of its completions (one batch), rated by
+    # the recipe's reward (share of the letter e). Offline ILQL never samples while training;
+    # afterwards logits + beta * (Q - V) must write completions that score higher than the
+    # data did, by more than the noise of either mean.
     data = tmp_path / "rated.jsonl"
-    assert rate_completions(tiny_config({"training.seed": 1}), data, per_prompt=32) == 32
+    rater = tiny_config({"training.seed": 1, "training.batch_size": 64})
+    assert rate_completions(rater, data, per_prompt=64) == 64
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     assert {"prompt", "completion", "reward", "components"} <= set(rows[0])
+    data_rewards = np.array([row["reward"] for row in rows])
     cfg = tiny_config(
         {
             "algorithm.name": "ilql",
             "ilql.mode": "offline",
             "ilql.dataset": str(data),
-            "training.steps": 20,
-            "training.checkpoint_every": 20,
+            "training.seed": 1,
+            "training.steps": 30,
+            "training.checkpoint_every": 30,
         }
     )
     events = list(train(cfg, checkpoint_dir=tmp_path / "ck"))
     losses = [e.values["loss/total"] for e in events if isinstance(e, Metrics)]
-    assert len(losses) == 20
+    assert len(losses) == 30
     assert np.mean(losses[-5:]) < np.mean(losses[:5])  # the heads and the LM fit the data
     ckpt = [e for e in events if isinstance(e, Checkpoint)][-1]
+
+    models = load_models(cfg.model, value_head=False, seed=0, ilql=cfg.ilql)
+    load_checkpoint(ckpt.path, models.policy)
+    prompts = ["Once upon a time"] * 128
+    torch.manual_seed(0)
+    rollout = generate_rollout(models, prompts, cfg.generation, 64, ilql=cfg.ilql, explore=False)
+    with build_reward(cfg.reward.components, base_dir=cfg.base_dir) as reward:
+        decoded = np.array(reward(prompts, rollout.completions).total)
+    gain = decoded.mean() - data_rewards.mean()
+    noise = np.sqrt(decoded.var() / len(decoded) + data_rewards.var() / len(data_rewards))
+    assert gain > 3 * noise, (decoded.mean(), data_rewards.mean(), noise)
+
     out = export_model(ckpt.path, tmp_path / "export", "tiny-random", ilql_beta=cfg.ilql.beta)
     assert (out / "ilql_heads.safetensors").is_file()
     assert "ilql_decode_logits" in (out / "ILQL_README.md").read_text()
@@ -48,15 +67,28 @@ def test_offline_ilql_learns_from_a_rated_file_and_exports_its_heads(tmp_path):
 
     heads = ILQLHeads(64, 49152)
     heads.load_state_dict(load_file(out / "ilql_heads.safetensors"))  # loads as the note says
-    models = load_models(cfg.model, value_head=False, seed=0, ilql=cfg.ilql)
-    torch.manual_seed(0)
-    rollout = generate_rollout(
-        models, ["Once upon a time"] * 4, cfg.generation, 64, ilql=cfg.ilql, explore=False
+    trained = models.policy.ilql_heads.state_dict()
+    assert all(torch.equal(x, trained[name]) for name, x in heads.state_dict().items())
+
+
+def test_rated_completions_end_with_eos_only_when_they_stopped_before_the_limit(tmp_path):
+    # A completion shorter than max_new_tokens ended (EOS, as generation would have it); one
+    # that reached the limit was cut there: no EOS the behaviour policy never chose.
+    data = tmp_path / "rated.jsonl"
+    rows = [("Once", " a", 1.0), ("Once", " one two three four five six seven eight nine", 0.0)]
+    data.write_text(
+        "".join(json.dumps(dict(zip(("prompt", "completion", "reward"), r))) + "\n" for r in rows)
     )
-    assert len(rollout.completions) == 4
-    assert build_reward(cfg.reward.components, base_dir=cfg.base_dir)(
-        ["Once upon a time"] * 4, rollout.completions
-    ).total
+    cfg = tiny_config({"algorithm.name": "ilql", "ilql.mode": "offline", "ilql.dataset": str(data)})
+    models = load_models(cfg.model, value_head=False, seed=0)
+    tok, limit = models.tokenizer, cfg.generation.max_new_tokens
+    short, long = _rated_transitions(cfg, models)
+    assert list(short.response_ids) == tok(" a", add_special_tokens=False)["input_ids"] + [
+        tok.eos_token_id
+    ]
+    cut = tok(rows[1][1], add_special_tokens=False)["input_ids"][:limit]
+    assert len(cut) == limit and list(long.response_ids) == cut
+    assert (short.reward, long.reward) == (1.0, -1.0)  # standardised over the data set
 
 
 def test_offline_ilql_without_a_data_set_is_a_clear_error():
