@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -27,6 +28,7 @@ from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict,
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
 from core.store import Store
+from core.store.engine import shown_url
 from core.store.records import LIVE
 from studio.dashboard import Dashboard, RunSeries
 from studio.reward_editor import RewardEditor
@@ -106,9 +108,11 @@ class MainWindow(QMainWindow):
         self.runs.compare_requested.connect(self.compare_runs)
         self.runs.resume_requested.connect(self.resume)
         self.runs.message.connect(self.statusBar().showMessage)
+        self.runs.connection.connect(self._connection_changed)
 
         self._load_first_recipe(recipe)
         self._restore_layout()
+        self.banner_bar.hide()  # a saved layout may hold it shown; it shows only when lost
         self._update_controls()
 
     # --- building ---------------------------------------------------------------------
@@ -141,10 +145,26 @@ class MainWindow(QMainWindow):
         )
         bar.addSeparator()
         self.live_action = action("Show live run", self.show_live, "Ctrl+L", "Back to the live run")
+        bar.addSeparator()
+        self.open_store_action = action(
+            "Open store...", self.open_store_dialog, "Ctrl+O", "Show the runs of another store"
+        )
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #d9534f; padding-left: 8px;")
         bar.addWidget(self.message)
+
+        # a lost database connection: one line across the window until it answers again
+        self.addToolBarBreak()
+        self.banner_bar = QToolBar("Connection")
+        self.banner_bar.setObjectName("toolbar-banner")
+        self.banner_bar.setMovable(False)
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #8a6d1f; color: white; padding: 4px 8px;")
+        self.banner_bar.addWidget(self.banner)
+        self.addToolBar(self.banner_bar)
+        self.banner_bar.hide()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -421,6 +441,52 @@ class MainWindow(QMainWindow):
             f"color: {'#d9534f' if error else '#3c9a5f'}; padding-left: 8px;"
         )
         self.message.setText(text)
+
+    # --- the store --------------------------------------------------------------------
+
+    def open_store_dialog(self) -> None:
+        text, ok = QInputDialog.getText(
+            self,
+            "Open store",
+            "A SQLite file, or a database URL such as\n"
+            "postgresql+psycopg://user:password@host:5432/rlstudio",
+            text=self.db_url if self.db_url.startswith("sqlite") else "",
+        )
+        if ok and text.strip():
+            self.open_store(text.strip())
+
+    def open_store(self, where: str) -> bool:
+        """Switch the window to the store at `where` (a URL, or a SQLite file's path)."""
+        if self.running:
+            self._say("Stop the run before opening another store")
+            return False
+        url = where if "://" in where else f"sqlite:///{Path(where).expanduser().resolve()}"
+        try:
+            store = Store(url)
+        except Exception as exc:  # unreachable server, bad URL, missing driver, newer schema
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            QMessageBox.warning(self, "Open store", f"Could not open {shown_url(url)}:\n{reason}")
+            return False
+        old, self.store, self.db_url = self.store, store, store.url
+        self.runs.set_store(store)
+        old.close()
+        self.shown_run_id = None
+        self.banner_bar.hide()
+        self.setWindowTitle(f"RL Studio — {shown_url(url)}")
+        self.statusBar().showMessage(f"Showing the runs in {shown_url(url)}", 10_000)
+        return True
+
+    def _connection_changed(self, ok: bool, reason: str) -> None:
+        where = shown_url(self.db_url)
+        if ok:
+            self.banner_bar.hide()
+            self.statusBar().showMessage(f"Connected to {where} again", 10_000)
+            return
+        self.banner.setText(
+            f"Lost the connection to {where} ({reason}). Retrying every few seconds; "
+            "a training run keeps its rows and writes them once the database is back."
+        )
+        self.banner_bar.show()
 
     # --- past runs ----------------------------------------------------------------------
 

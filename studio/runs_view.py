@@ -68,11 +68,14 @@ class RunsView(QWidget):
     compare_requested = Signal(list)
     resume_requested = Signal(int)
     message = Signal(str)
+    # False and the reason when the store stops answering, True when it answers again
+    connection = Signal(bool, str)
 
     def __init__(self, store: Store, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.live_run_id: int | None = None
+        self.connection_lost = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -121,17 +124,31 @@ class RunsView(QWidget):
         self._timer.start()
         self.refresh()
 
+    def set_store(self, store: Store) -> None:
+        """Show another store's runs (the window's "Open store...")."""
+        self.store = store
+        self.live_run_id = None
+        self.connection_lost = False
+        self.table.clearSelection()
+        self.refresh()
+
     def _refresh_if_visible(self) -> None:
-        if self.isVisible():
+        if self.isVisible() or self.connection_lost:  # a lost server is retried regardless
             self.refresh()
 
     def refresh(self) -> None:
         selected = set(self.selected_ids())
         try:
             runs = self.store.runs()
-        except Exception as exc:  # a locked or vanished database must not break the window
-            self.message.emit(f"Could not read the runs: {exc}")
+        except Exception as exc:  # a locked, vanished or unreachable database: say so, retry
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            if not self.connection_lost:
+                self.connection_lost = True
+                self.connection.emit(False, reason)
             return
+        if self.connection_lost:
+            self.connection_lost = False
+            self.connection.emit(True, "")
         self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(runs))

@@ -1,0 +1,79 @@
+"""The window on another store: "Open store..." on a real PostgreSQL server, its runs live as
+another process writes them, a banner while the server is down, and a clear refusal of a
+store that cannot be opened."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from core.store import RunRecorder, RunStatus, Store
+from tests.postgres_server import free_port, running_server
+
+pytest.importorskip("psycopg", reason='psycopg missing: pip install ".[postgres]"')
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    yield from running_server()
+
+
+def _cell(window, run_id: int, column: int) -> str:
+    table = window.runs.table
+    for row in range(table.rowCount()):
+        if int(table.item(row, 0).text()) == run_id:
+            return table.item(row, column).text()
+    raise AssertionError(f"run {run_id} is not in the runs table")
+
+
+def test_open_store_shows_live_runs_and_a_banner_while_the_server_is_down(window, qtbot, postgres):
+    with Store(postgres.url) as writer:  # another process's trainer, as far as the window knows
+        run_id = writer.create_run(
+            name="on the cluster", config={}, algorithm="grpo", model="m", seed=0, total_steps=9
+        )
+        writer.set_status(run_id, RunStatus.RUNNING)
+
+        assert window.open_store(postgres.url)
+        assert "127.0.0.1" in window.windowTitle() and window.db_url == postgres.url
+        assert _cell(window, run_id, 1) == "on the cluster"
+
+        # the run trains on: the table follows it at the next refresh
+        with RunRecorder(writer, run_id) as recorder:
+            recorder.metrics(3, 1.0, {"reward/mean": 0.25})
+        window.runs.refresh()
+        assert _cell(window, run_id, 5) == "3 / 9"
+        assert _cell(window, run_id, 6) == "0.250"
+
+        postgres.stop()
+        try:
+            window.runs.refresh()
+            assert window.banner_bar.isVisibleTo(window)
+            assert "Lost the connection to postgresql+psycopg://" in window.banner.text()
+        finally:
+            postgres.start()
+        # the runs view retries on its own timer; the banner goes once the server answers
+        qtbot.waitUntil(lambda: not window.banner_bar.isVisibleTo(window), timeout=30_000)
+        assert _cell(window, run_id, 1) == "on the cluster"
+
+
+def test_a_store_that_cannot_be_opened_is_refused_and_the_window_keeps_its_own(window, monkeypatch):
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, _title, text: shown.append(text))
+    before = window.db_url
+    url = f"postgresql+psycopg://me:s3cret@127.0.0.1:{free_port()}/runs"  # nothing listens
+
+    assert not window.open_store(url)
+    assert window.db_url == before and window.store.url == before
+    assert len(shown) == 1 and "127.0.0.1" in shown[0] and "s3cret" not in shown[0]
+    window.runs.refresh()  # the old store still answers
+    assert not window.banner_bar.isVisibleTo(window)
+
+
+def test_open_store_takes_a_sqlite_file_path(window, tmp_path):
+    path = tmp_path / "elsewhere.db"
+    with Store(f"sqlite:///{path}") as other:
+        run_id = other.create_run(
+            name="from a file", config={}, algorithm="ppo", model="m", seed=0, total_steps=1
+        )
+    assert window.open_store(str(path))
+    assert _cell(window, run_id, 1) == "from a file"
