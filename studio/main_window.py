@@ -28,7 +28,7 @@ from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict,
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
 from core.store import Store
-from core.store.engine import shown_url
+from core.store.engine import error_reason, shown_url
 from core.store.records import LIVE
 from studio.dashboard import Dashboard, RunSeries
 from studio.reward_editor import RewardEditor
@@ -464,7 +464,7 @@ class MainWindow(QMainWindow):
         try:
             store = Store(url)
         except Exception as exc:  # unreachable server, bad URL, missing driver, newer schema
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = error_reason(exc)
             QMessageBox.warning(self, "Open store", f"Could not open {shown_url(url)}:\n{reason}")
             return False
         old, self.store, self.db_url = self.store, store, store.url

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from core.exports import export_metrics, export_run_model, export_samples
 from core.store import RunInfo, Store
+from core.store.engine import error_reason
 
 COLUMNS = (
     "ID",
@@ -141,7 +142,7 @@ class RunsView(QWidget):
         try:
             runs = self.store.runs()
         except Exception as exc:  # a locked, vanished or unreachable database: say so, retry
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = error_reason(exc)
             if not self.connection_lost:
                 self.connection_lost = True
                 self.connection.emit(False, reason)

@@ -68,17 +68,14 @@ def _check_all(home: Path) -> None:
 
 def _check_schema(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from core.store import Store
-    from core.store.engine import MIGRATIONS_DIR
+    from core.store.engine import alembic_config
     from core.store.schema import Base
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with Store(db_url) as store, store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         current = context.get_current_revision()

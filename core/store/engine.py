@@ -54,20 +54,33 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def alembic_config() -> Config:
+    """Alembic configured from code: the migrations shipped beside this module."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of what the database driver said (or of `exc` itself), for messages."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def upgrade(engine: Engine) -> Path | None:
     """Migrates the database to the newest schema, in one transaction of `engine`.
 
     A SQLite file made by an earlier version is first copied next to itself; the copy's
     path is returned (None when nothing needed migrating or the database is not a file).
     """
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    config = alembic_config()
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     if current == head:
         return None
-    known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    known = {script.revision for script in scripts.walk_revisions()}
     if current is not None and current not in known:
         raise MigrationError(
             f"{shown_url(str(engine.url))} was made by a newer RL Studio (schema {current}; "

@@ -13,12 +13,11 @@ from core import __version__
 from core.store import Store
 from core.store import backup as backup_module
 from core.store.backup import MigrationError
-from core.store.engine import MIGRATIONS_DIR
+from core.store.engine import alembic_config
 
 
 def _alembic(engine_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config = alembic_config()
     config.set_main_option("sqlalchemy.url", engine_url)
     return config
 
