@@ -11,7 +11,14 @@ from core.algorithms.common import entropy_from_logits, logprobs_from_logits
 from core.config import GenerationConfig, IlqlConfig
 from core.control import Control, GenerationGate, Stopped
 from core.decoding import ilql_generate
-from core.models import LoadedModels, autocast
+from core.models import (
+    LoadedModels,
+    ResponseOutput,
+    autocast,
+    position_ids_for,
+    response_outputs,
+)
+from core.sampling import cache_fits, sample
 
 
 @dataclass
@@ -92,13 +99,16 @@ def generate_rollout(
     ilql: IlqlConfig | None = None,
     explore: bool = True,
     score_policy: bool = True,
+    sampler: str = "loop",
 ) -> Rollout:
     """Sample one completion per prompt and score it under the policy and the reference.
 
     A policy with ILQL heads samples from the Q-adjusted distribution (`ilql` settings,
     with exploration when `explore`). `score_policy=False` skips the policy's no-grad
     forward (logprobs and entropy stay None) for an algorithm that makes exactly one
-    gradient pass: its own forward, before the weights move, gives the same numbers."""
+    gradient pass: its own forward, before the weights move, gives the same numbers.
+    `sampler="generate"` samples with transformers' generate() instead of our loop
+    (`core.sampling`, which falls back to it for a model whose cache it cannot handle)."""
     policy, tokenizer, device = models.policy, models.tokenizer, models.device
     lm = policy.lm
     enc = tokenizer(
@@ -141,13 +151,26 @@ def generate_rollout(
                 explore,
             )
         else:
+            out = None
             with autocast(device, models.dtype):
-                out = lm.generate(
-                    **enc,
-                    generation_config=hf_gen,
-                    stopping_criteria=criteria,
-                    tokenizer=tokenizer if gen.stop else None,
-                )
+                if sampler == "loop":
+                    out = sample(
+                        lm,
+                        enc["input_ids"],
+                        enc["attention_mask"],
+                        gen,
+                        end_ids,
+                        tokenizer.pad_token_id,
+                        control,
+                        tokenizer,
+                    )
+                if out is None:
+                    out = lm.generate(
+                        **enc,
+                        generation_config=hf_gen,
+                        stopping_criteria=criteria,
+                        tokenizer=tokenizer if gen.stop else None,
+                    )
         if control is not None and control.stopped:
             raise Stopped
         prompt_len = enc["input_ids"].shape[1]
@@ -184,6 +207,63 @@ def generate_rollout(
     )
 
 
+def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: bool = False):
+    """`models.response_outputs` (logits, and last hidden states when asked, at the
+    positions predicting the response) with each distinct prompt run once: a GRPO / RLOO
+    batch holds every prompt group_size times, so the prompt's cache is computed once and
+    copied to its rows. Returns (logits [B, R, V], hidden [B, R, H] or None)."""
+    prompt, prompt_mask = ids[:, :prompt_len], attention[:, :prompt_len]
+    distinct, owner = torch.unique(
+        torch.cat([prompt, prompt_mask.to(prompt.dtype)], 1), dim=0, return_inverse=True
+    )
+    if distinct.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2:
+        out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
+        return out.logits, out.hidden
+    prompt, prompt_mask = distinct.split(prompt_len, 1)
+    head = lm(
+        input_ids=prompt,
+        attention_mask=prompt_mask,
+        position_ids=position_ids_for(prompt_mask),
+        use_cache=True,
+        logits_to_keep=1,
+        output_hidden_states=want_hidden,
+    )
+    cache = head.past_key_values
+    if not cache_fits(cache):
+        out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
+        return out.logits, out.hidden
+    cache.batch_select_indices(owner)
+    # The last response token predicts nothing we score: feed the others only.
+    tail = lm(
+        input_ids=ids[:, prompt_len:-1],
+        attention_mask=attention[:, :-1],
+        position_ids=position_ids_for(attention)[:, prompt_len:-1],
+        past_key_values=cache,
+        use_cache=True,
+        output_hidden_states=want_hidden,
+    )
+    logits = torch.cat([head.logits[owner, -1:], tail.logits], 1)
+    hidden = None
+    if want_hidden:
+        last = head.hidden_states[-1][owner, -1:]
+        hidden = torch.cat([last, tail.hidden_states[-1]], 1)
+    return logits, hidden
+
+
+def _reference_logits(models: LoadedModels, ids, attention, prompt_len):
+    with torch.no_grad(), models.reference._model() as lm:
+        return response_logits_shared(lm, ids, attention, prompt_len)[0]
+
+
+def _policy_outputs(models: LoadedModels, ids, attention, prompt_len) -> ResponseOutput:
+    v_head = models.policy.v_head
+    logits, hidden = response_logits_shared(
+        models.policy.lm, ids, attention, prompt_len, want_hidden=v_head is not None
+    )
+    values = v_head(hidden.to(v_head.weight.dtype)).squeeze(-1) if v_head is not None else None
+    return ResponseOutput(logits=logits, values=values)
+
+
 def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_size, policy=True):
     """Policy and reference logprobs of the sampled tokens, in chunks to bound memory."""
     parts: dict[str, list] = {"lp": [], "ref": [], "v": [], "ent": []}
@@ -191,11 +271,9 @@ def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_
         rows = slice(start, start + chunk_size)
         tokens = ids[rows, prompt_len:]
         with autocast(models.device, models.dtype):
-            ref_logits = models.reference.response_logits(ids[rows], attention[rows], prompt_len)
+            ref_logits = _reference_logits(models, ids[rows], attention[rows], prompt_len)
             out = (
-                models.policy.response_outputs(ids[rows], attention[rows], prompt_len)
-                if policy
-                else None
+                _policy_outputs(models, ids[rows], attention[rows], prompt_len) if policy else None
             )
         parts["ref"].append(logprobs_from_logits(ref_logits.float() / temperature, tokens))
         if out is not None:

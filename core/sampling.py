@@ -1,0 +1,123 @@
+"""Batched sampling over the KV cache: a small loop of our own in place of generate().
+
+Why not generate(): GRPO / RLOO batches hold each prompt group_size times, and this loop
+prefills each distinct prompt once and copies its cache to the group; rows that ended
+leave the batch, so no forward is spent on padding; pause / stop are checked between
+tokens directly. The output layout is generate()'s: prompt ids, then one column per
+step, pad after a row's end.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.config import GenerationConfig
+from core.control import Control, Stopped
+from core.decoding import _filter
+from core.models import position_ids_for
+
+
+def _gate(control: Control | None) -> None:
+    if control is not None:
+        control.wait_while_paused()
+        if control.stopped:
+            raise Stopped
+
+
+def pick_tokens(logits: torch.Tensor, gen: GenerationConfig) -> torch.Tensor:
+    """One token per row [N] from last-position logits [N, V]: temperature, top-k, top-p."""
+    logits = _filter(logits.float() / gen.temperature, gen.top_k, gen.top_p)
+    return torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+
+
+def cache_fits(cache) -> bool:
+    """The loop needs a cache whose rows it can select (transformers' Cache classes)."""
+    return hasattr(cache, "batch_select_indices")
+
+
+class _StopStrings:
+    """Per row, the text sampled so far, to end a row once it contains a stop string."""
+
+    def __init__(self, tokenizer, stops, rows: int) -> None:
+        self.tokenizer, self.stops = tokenizer, [s for s in stops if s]
+        self.texts = [""] * rows
+
+    def hits(self, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(rows), dtype=torch.bool)
+        for i, (row, token) in enumerate(zip(rows.tolist(), tokens.tolist())):
+            self.texts[row] += self.tokenizer.decode([token])
+            out[i] = any(s in self.texts[row] for s in self.stops)
+        return out.to(tokens.device)
+
+
+@torch.no_grad()
+def sample(
+    lm,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    gen: GenerationConfig,
+    end_ids: list[int],
+    pad_id: int,
+    control: Control | None = None,
+    tokenizer=None,
+) -> torch.Tensor | None:
+    """Prompt + sampled ids [B, P + steps], or None when the model's cache cannot be
+    row-selected (the caller then uses generate()). Raises Stopped on a stop."""
+    _gate(control)
+    batch, device = input_ids.shape[0], input_ids.device
+    # Identical rows (a GRPO group) share one prefill; `owner` maps each row to its prompt.
+    distinct, owner = torch.unique(
+        torch.cat([input_ids, attention_mask.to(input_ids.dtype)], 1),
+        dim=0,
+        return_inverse=True,
+    )
+    shared = distinct.shape[0] < batch
+    ids, attn = (distinct.split(input_ids.shape[1], 1)) if shared else (input_ids, attention_mask)
+    out = lm(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=position_ids_for(attn),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = out.past_key_values
+    if not cache_fits(cache):
+        return None
+    logits = out.logits[:, -1]
+    if shared:
+        cache.batch_select_indices(owner)
+        logits = logits[owner]
+    attn = attention_mask
+    position = position_ids_for(attention_mask)[:, -1:]
+    ends = torch.tensor(end_ids, device=device)
+    stops = _StopStrings(tokenizer, gen.stop, batch) if gen.stop and tokenizer else None
+    alive = torch.arange(batch, device=device)  # batch rows still sampling, in cache order
+    new = torch.full((batch, gen.max_new_tokens), pad_id, dtype=input_ids.dtype, device=device)
+    steps = 0
+    for step in range(gen.max_new_tokens):
+        token = pick_tokens(logits, gen)
+        new[alive, step] = token
+        steps = step + 1
+        if step == gen.max_new_tokens - 1:
+            break
+        finished = torch.isin(token, ends)
+        if stops is not None:
+            finished |= stops.hits(alive, token)
+        if bool(finished.any()):
+            keep = (~finished).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            cache.batch_select_indices(keep)
+            alive, token, attn, position = alive[keep], token[keep], attn[keep], position[keep]
+        _gate(control)
+        attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], 1)
+        position = position + 1
+        out = lm(
+            input_ids=token[:, None],
+            attention_mask=attn,
+            position_ids=position,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = out.logits[:, -1]
+    return torch.cat([input_ids, new[:, :steps]], 1)

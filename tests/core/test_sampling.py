@@ -1,0 +1,149 @@
+"""Our sampling loop (core.sampling) against generate() and the softmax it samples from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.config import GenerationConfig, ModelConfig
+from core.control import Control, Stopped
+from core.models import load_models, position_ids_for, response_outputs
+from core.rollout import _end_ids, generate_rollout, response_logits_shared, response_mask
+from core.sampling import sample
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_models(ModelConfig(name="tiny-random"), value_head=False, seed=0)
+
+
+def encode(tiny, prompts):
+    return tiny.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+PROMPTS = ["Once upon a time there was a", "Hi", "Once upon a time there was a", "The ship"]
+
+
+def test_greedy_equals_generate_greedy_with_padding_and_shared_prompts(tiny):
+    tok, lm = tiny.tokenizer, tiny.policy.lm.eval()
+    enc = encode(tiny, PROMPTS)
+    ends = _end_ids(tok, lm)
+    ours = sample(
+        lm,
+        enc["input_ids"],
+        enc["attention_mask"],
+        GenerationConfig(max_new_tokens=12, top_k=1),
+        ends,
+        tok.pad_token_id,
+    )
+    with torch.no_grad():
+        theirs = lm.generate(
+            **enc,
+            do_sample=False,
+            max_new_tokens=12,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=ends,
+        )
+    assert ours.tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_sampled_frequencies_match_the_softmax(tiny, top_k):
+    tok, lm = tiny.tokenizer, tiny.policy.lm.eval()
+    enc = encode(tiny, ["Once upon a time"])
+    with torch.no_grad():
+        logits = lm(**enc, position_ids=position_ids_for(enc["attention_mask"])).logits[0, -1]
+    temperature = 0.8
+    probs = torch.softmax(logits / temperature, -1)
+    if top_k:
+        kept = torch.topk(probs, top_k).indices
+        probs = torch.zeros_like(probs).scatter(0, kept, probs[kept])
+        probs = probs / probs.sum()
+    n = 4000  # one prompt repeated: one prefill, n first tokens
+    torch.manual_seed(1234)
+    out = sample(
+        lm,
+        enc["input_ids"].repeat(n, 1),
+        enc["attention_mask"].repeat(n, 1),
+        GenerationConfig(max_new_tokens=1, temperature=temperature, top_k=top_k),
+        _end_ids(tok, lm),
+        tok.pad_token_id,
+    )
+    freq = torch.bincount(out[:, -1], minlength=probs.numel()).float() / n
+    assert probs.max() < 0.9  # a distribution worth testing
+    if top_k:
+        assert freq[probs == 0].sum() == 0  # nothing outside the top k
+    # Five standard errors per token: a fixed seed, and far from a coin flip.
+    tolerance = 5 * (probs * (1 - probs) / n).sqrt() + 1e-3
+    assert bool(((freq - probs).abs() <= tolerance).all()), (freq - probs).abs().max()
+
+
+class _StopAfter(Control):
+    """Asks for a stop at its n-th check, as a user pressing Stop mid-generation."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.checks = n, 0
+
+    def wait_while_paused(self, timeout=None) -> bool:
+        self.checks += 1
+        if self.checks == self.n:
+            self.stop()
+        return super().wait_while_paused(timeout)
+
+
+def test_a_stop_in_the_middle_raises_stopped_between_tokens(tiny):
+    control = _StopAfter(4)
+    with pytest.raises(Stopped):
+        generate_rollout(tiny, ["Once"], GenerationConfig(max_new_tokens=200), 64, control)
+    assert control.checks == 4  # it did not run on to the end
+
+
+def test_rows_that_end_early_are_padded_and_masked(tiny):
+    tok, lm = tiny.tokenizer, tiny.policy.lm.eval()
+    enc = encode(tiny, ["Hi", "The ship"])
+    greedy = GenerationConfig(max_new_tokens=10, top_k=1)
+    pad, p = tok.pad_token_id, enc["input_ids"].shape[1]
+    free = sample(lm, enc["input_ids"], enc["attention_mask"], greedy, [pad], pad)[:, p:]
+    end = int(free[0, 2])  # row 0 ends at its third token when that is an end id
+    first = free[0].tolist().index(end)
+    assert end not in free[1].tolist(), "pick prompts whose greedy paths differ"
+    out = sample(lm, enc["input_ids"], enc["attention_mask"], greedy, [end, pad], pad)[:, p:]
+    assert out[0, : first + 1].tolist() == free[0, : first + 1].tolist()
+    assert (out[0, first + 1 :] == pad).all()
+    assert out[1].tolist() == free[1].tolist()  # the other row goes on as if alone
+    mask, ended = response_mask(out, [end, pad])
+    assert mask[0].tolist() == [1.0] * (first + 1) + [0.0] * (10 - first - 1)
+    assert bool(ended[0]) and mask[1].sum() == 10
+
+
+def test_generate_sampler_is_still_available(tiny):
+    torch.manual_seed(0)
+    r = generate_rollout(
+        tiny, ["Once upon a time"] * 2, GenerationConfig(max_new_tokens=5), 64, sampler="generate"
+    )
+    assert r.mask.shape == (2, 5) and len(r.completions) == 2
+
+
+def test_shared_prompt_scoring_equals_one_full_forward(tiny):
+    """The reference / policy scoring runs each distinct prompt once: same logits, hidden."""
+    tok, lm = tiny.tokenizer, tiny.policy.lm.eval()
+    enc = encode(tiny, PROMPTS)
+    torch.manual_seed(0)
+    ids = sample(
+        lm,
+        enc["input_ids"],
+        enc["attention_mask"],
+        GenerationConfig(max_new_tokens=8),
+        [tok.eos_token_id],
+        tok.pad_token_id,
+    )
+    p = enc["input_ids"].shape[1]
+    mask, _ = response_mask(ids[:, p:], [tok.eos_token_id])
+    attention = torch.cat([enc["attention_mask"], mask.long()], 1)
+    with torch.no_grad():
+        full = response_outputs(lm, ids, attention, p, want_hidden=True)
+        logits, hidden = response_logits_shared(lm, ids, attention, p, want_hidden=True)
+    keep = mask.bool()  # positions after a row's end are never scored
+    torch.testing.assert_close(logits[keep], full.logits[keep], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(hidden[keep], full.hidden[keep], atol=1e-4, rtol=1e-4)
