@@ -42,15 +42,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    root: Path, step: int, policy: Policy, tokenizer, trainer_state: dict, keep: int = 2
+    root: Path,
+    step: int,
+    policy: Policy,
+    tokenizer,
+    trainer_state: dict,
+    keep: int = 2,
+    weights: dict | None = None,
 ) -> Path:
-    """Write step_N atomically and drop all but the `keep` newest checkpoints."""
+    """Write step_N atomically and drop all but the `keep` newest checkpoints.
+
+    `weights`: the LM's whole state dict when the live model is sharded (FSDP)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
     tmp = root / f".step_{step}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        policy.lm.save_pretrained(tmp / "model")
+        policy.lm.save_pretrained(tmp / "model", state_dict=weights)
         tokenizer.save_pretrained(tmp / "model")
         state = dict(
             trainer_state,

@@ -97,15 +97,22 @@ def main(argv: list[str] | None = None) -> int:
                 "export": _export,
             }[args.command](args)
     except (*USER_ERRORS, StoreUnavailable) as exc:
-        print(f"rlstudio: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{_who()}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("rlstudio: stopped (Ctrl+C); `rlstudio resume` carries the run on", file=sys.stderr)
+        print(f"{_who()}: stopped (Ctrl+C); `rlstudio resume` carries the run on", file=sys.stderr)
         return 130
     except Exception as exc:  # a crash: the run is already marked failed with this message
         traceback.print_exc()
-        print(f"rlstudio: run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"{_who()}: run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _who() -> str:
+    """`rlstudio`, or `rlstudio[rank N]` for the other processes of a launch: when rank 0
+    fails, theirs is only the echo (a closed connection), and rank 0's line is the reason."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    return f"rlstudio[rank {rank}]" if rank else "rlstudio"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -181,6 +188,8 @@ def _train(args) -> int:
             control=control,
             on_event=bar.on_event,
             progress=bar.say,
+            # the studio follows a run it launched through this line
+            on_run_id=lambda run_id: print(f"run {run_id} started", flush=True),
         )
     if store is not None:
         info = store.run(run_id)

@@ -80,6 +80,12 @@ class GenerationConfig:
     top_k: int = setting(0, "Sample among the k most likely tokens; 0 = off", min=0, max=100000)
     top_p: float = setting(1.0, "Nucleus sampling mass; 1 = off", min=0.01, max=1.0)
     stop: tuple[str, ...] = setting((), "Strings that end a completion")
+    sampler: str = setting(
+        "loop",
+        "loop: our sampling loop (each prompt prefilled once, finished rows leave the "
+        "batch); generate: transformers' generate() (always, with FSDP)",
+        choices=("loop", "generate"),
+    )
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ def evaluate(
             control,
             ilql=cfg.ilql,
             explore=False,
+            sampler=cfg.generation.sampler,
         )
         result = reward(prompts, rollout.completions, **rollout.reward_columns(columns))
         completions += rollout.completions

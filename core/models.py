@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core import sharding
 from core.config import IlqlConfig, ModelConfig
 from core.paths import cache_dir
 
@@ -423,6 +424,13 @@ def load_models(
 
             heads = ILQLHeads(lm.config.hidden_size, lm.config.vocab_size, two_qs=ilql.two_qs)
         policy = Policy(lm, value_head=value_head, ilql_heads=heads)
-    policy.to(device)
+    if sharding.requested():
+        # FSDP moves each layer's shard to the device as it shards it: the whole model
+        # never has to fit there (train() shards it once every rank has the same weights).
+        for head in (policy.v_head, policy.ilql_heads):
+            if head is not None:
+                head.to(device)
+    else:
+        policy.to(device)
     reference = Reference(policy)
     return LoadedModels(policy, reference, tokenizer, device, dtype, source)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core import sharding
 from core.algorithms.common import entropy_from_logits, logprobs_from_logits
 from core.config import GenerationConfig, IlqlConfig
 from core.control import Control, GenerationGate, Stopped
@@ -153,7 +154,9 @@ def generate_rollout(
         else:
             out = None
             with autocast(device, models.dtype):
-                if sampler == "loop":
+                # A sharded model's forward is a collective: every rank must take as many
+                # as the others, which generate() sees to (synced_gpus) and our loop does not.
+                if sampler == "loop" and not sharding.active(lm):
                     out = sample(
                         lm,
                         enc["input_ids"],
@@ -216,7 +219,9 @@ def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: boo
     distinct, owner = torch.unique(
         torch.cat([prompt, prompt_mask.to(prompt.dtype)], 1), dim=0, return_inverse=True
     )
-    if distinct.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2:
+    # Sharded (FSDP): how many forwards this takes depends on this rank's prompts, and
+    # every rank must make the same calls.
+    if distinct.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2 or sharding.active(lm):
         out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
         return out.logits, out.hidden
     prompt, prompt_mask = distinct.split(prompt_len, 1)

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from core import distributed
+from core import distributed, sharding
 from core.algorithms import ALGORITHMS, make_algorithm
 from core.algorithms.common import RunningMoments, masked_mean
 from core.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -53,6 +53,21 @@ def seed_everything(seed: int) -> None:
 
 
 RANK_SEED_STRIDE = 10_007  # rank r samples with seed + r * this (rank 0: the run's own seed)
+
+
+def _check_fsdp(cfg: RunConfig, world: int) -> None:
+    """What FSDP needs that plain data parallel does not: every forward is a collective, so
+    every rank must take an equal share of the prompts and run the same loop."""
+    if cfg.algorithm.name == "ilql":
+        raise ConfigError(
+            "ILQL runs data parallel (torchrun / accelerate without FSDP), not with FSDP: "
+            "its own sampling loop does not keep the processes in step"
+        )
+    if cfg.training.batch_size % world:
+        raise ConfigError(
+            f"with FSDP, training.batch_size = {cfg.training.batch_size} prompts must split "
+            f"evenly over {world} processes (a multiple of {world})"
+        )
 
 
 def _make_optimizer(cfg: RunConfig, policy):
@@ -118,6 +133,9 @@ def train(
             f"training.batch_size = {t_cfg.batch_size} prompts cannot be shared by {world} "
             f"processes: give every process at least one (batch_size >= {world})"
         )
+    fsdp = sharding.requested()
+    if fsdp:
+        _check_fsdp(cfg, world)
     yield Status("loading", f"Loading {cfg.model.name}", 0, t_cfg.steps)
     seed_everything(t_cfg.seed)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
@@ -139,6 +157,15 @@ def train(
             distributed.broadcast_parameters(models.reference.lm)
         if rank:
             seed_everything(t_cfg.seed + RANK_SEED_STRIDE * rank)
+    # The weights are read before sharding (each rank reads the whole checkpoint), the
+    # optimiser's state after (it is sharded like the weights).
+    state = load_checkpoint(resume_from, models.policy) if resume_from is not None else None
+    if fsdp:
+        opts = sharding.options_from_env()
+        sharding.shard_lm(models.policy.lm, opts, models.device)
+        if models.reference.lm is not None:
+            sharding.shard_lm(models.reference.lm, opts, models.device)
+        yield Log("info", f"FSDP: the model is sharded over {world} processes ({opts.describe()})")
     optimizer, scheduler = _make_optimizer(cfg, models.policy)
     algo = make_algorithm(cfg, models, optimizer, scheduler)
     templated = [
@@ -157,7 +184,9 @@ def train(
     run.step_control = Control() if world > 1 else control
 
     def evaluation() -> Iterator[Event]:
-        if heldout_idx and rank == 0:  # the others go on and wait for it at the next step
+        # The others go on and wait for it at the next step; with FSDP every forward needs
+        # every rank, so all of them evaluate and rank 0's figures are kept.
+        if heldout_idx and (rank == 0 or fsdp):
             values, _ = yield from _scored(
                 run,
                 step,
@@ -169,9 +198,11 @@ def train(
             yield Metrics(step, time.perf_counter() - started, values)
 
     step, time_offset = 0, 0.0
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, models.policy)
-        optimizer.load_state_dict(state["optimizer"])
+    if state is not None:
+        if fsdp:
+            sharding.load_optimizer_state(models.policy, optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         algo.load_state_dict(state["algorithm"])
         _restore_rng(state, rank, world, t_cfg.seed)
@@ -187,11 +218,15 @@ def train(
         if checkpoint_dir is None:
             return
         rngs = distributed.gather(rng_state()) if world > 1 else None
+        weights = optimizer_state = None
+        if fsdp:  # every rank lends its shards to rank 0's whole copy
+            weights = sharding.full_model_state(models.policy.lm)
+            optimizer_state = sharding.full_optimizer_state(models.policy, optimizer)
         if rank != 0:  # rank 0 alone writes; the others only lent it their RNG states
             last_saved = step
             return
         state = {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state or optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "algorithm": algo.state_dict(),
             "reward_moments": run.reward_moments.state_dict(),
@@ -206,6 +241,7 @@ def train(
             models.tokenizer,
             state,
             keep=t_cfg.keep_checkpoints,
+            weights=weights,
         )
         last_saved = step
         yield Checkpoint(step, str(path))
@@ -463,6 +499,7 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
         chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
         ilql=cfg.ilql,
         score_policy=not algo.one_pass,
+        sampler=cfg.generation.sampler,
     )
     t1 = time.perf_counter()
     reward_columns = rollout.reward_columns(columns)

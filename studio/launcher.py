@@ -1,6 +1,7 @@
 """`rlstudio`: with no command (or `studio`) it opens the window; any other command
 (`train`, `resume`, `runs`, ...) is the headless CLI in `core.cli`, which never loads Qt;
-`--smoke-test` checks an installation (or a built bundle) end to end and exits."""
+`--smoke-test` checks an installation (or a built bundle) end to end and exits;
+`torchrun ...` is torch's launcher, for the studio's multi-process runs in a frozen app."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         from studio.smoke import main as smoke_main
 
         return smoke_main(argv[1:])
+    if argv[:1] == ["torchrun"]:  # a frozen app has no `python -m torch.distributed.run`
+        from torch.distributed.run import main as torchrun_main
+
+        torchrun_main(argv[1:])
+        return 0
     if not argv or argv[0] == "studio" or argv[0] in ("--db", "--recipe"):
         from studio.app import main as studio_main
 

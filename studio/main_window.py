@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import shlex
 import time
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from core.store import Store
 from core.store.engine import error_reason, shown_url
 from core.store.records import LIVE
 from studio.dashboard import Dashboard, RunSeries
+from studio.follow import RunFollower
+from studio.process_run import ProcessRun
 from studio.reward_editor import RewardEditor
 from studio.runs_view import RunsView
 from studio.samples_view import SampleItem, SamplesView
@@ -62,6 +65,8 @@ class MainWindow(QMainWindow):
         self.store = Store(db_url)
         self.db_url = self.store.url
         self.thread: RunThread | None = None
+        self.proc: ProcessRun | None = None  # a run of several processes (torchrun)
+        self.follower: RunFollower | None = None
         self.shown_run_id: int | None = None
         self.last_run_id: int | None = None  # the newest run this window started
         self.live = RunSeries("live")
@@ -220,6 +225,12 @@ class MainWindow(QMainWindow):
                 )
             except ConfigError as exc:
                 problems.append(str(exc))
+        n = self.setup.processes.value()
+        if cfg is not None and n > cfg.training.batch_size:
+            problems.append(
+                f"{n} processes need at least {n} prompts per step (training.batch_size)"
+            )
+            cfg = None
         self.config = cfg
         self.config_error = problems[0] if problems else ""
         self._update_controls()
@@ -229,22 +240,31 @@ class MainWindow(QMainWindow):
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        in_window = self.thread is not None and self.thread.isRunning()
+        return in_window or self.proc is not None
 
     def _update_controls(self) -> None:
         running = self.running
+        in_window = running and self.thread is not None
         self.start_action.setEnabled(not running and self.config is not None)
         self.start_action.setToolTip(self.config_error or "Start a run (Ctrl+Return)")
-        self.pause_action.setEnabled(running)
+        self.pause_action.setEnabled(in_window)
         self.stop_action.setEnabled(running)
-        self.save_action.setEnabled(running)
+        self.save_action.setEnabled(in_window)
+        many = "; a run of several processes cannot (Stop saves a checkpoint)"
+        self.pause_action.setToolTip("Pause the run" + ("" if in_window or not running else many))
         self.live_action.setEnabled(running and self.shown_run_id != self._live_id())
-        paused = running and self.thread.control.paused
+        paused = in_window and self.thread.control.paused
         self.pause_action.setText("Resume" if paused else "Pause")
-        if not running:
-            self.message.setText(self.config_error and f"Cannot start: {self.config_error}")
+        if not running:  # a run's failure stays said until a setting needs saying instead
+            if self.config_error:
+                self.message.setText(f"Cannot start: {self.config_error}")
+            elif self.message.text().startswith("Cannot start"):
+                self.message.clear()
 
     def _live_id(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.run_id
         return self.thread.run_id if self.thread is not None and self.thread.run_id else None
 
     def start(self) -> bool:
@@ -254,6 +274,13 @@ class MainWindow(QMainWindow):
         if cfg is None:
             return False
         self.setup.remember_model(cfg.model.name)
+        if self.setup.processes.value() > 1:
+            recipe = data_dir() / "launched" / f"{time.strftime('%Y%m%d-%H%M%S')}.toml"
+            recipe.parent.mkdir(parents=True, exist_ok=True)
+            save_config(_absolute_paths(cfg), recipe)
+            args = ["train", str(recipe), "--db", self.db_url, "--name", self._run_name(cfg)]
+            self._begin_processes(args)
+            return True
         self._begin(RunThread(self.db_url, cfg, name=self._run_name(cfg)))
         return True
 
@@ -270,6 +297,9 @@ class MainWindow(QMainWindow):
         # the steps up to the checkpoint it resumes from; the live points follow them
         self.live = self._show_stored(run_id, up_to=ckpt.step if ckpt else 0)
         self.shown_run_id = self.last_run_id = self.runs.live_run_id = run_id
+        if self.setup.processes.value() > 1:
+            self._begin_processes(["resume", str(run_id), "--db", self.db_url], run_id, ckpt)
+            return
         self._begin(RunThread(self.db_url, resume_id=run_id))
 
     def _run_name(self, cfg: RunConfig) -> str:
@@ -294,6 +324,57 @@ class MainWindow(QMainWindow):
         thread.start()
         self._update_controls()
 
+    def _begin_processes(self, cli_args: list[str], resume_id=None, ckpt=None) -> None:
+        """`rlstudio CLI_ARGS` as several processes under torchrun, followed via the store."""
+        n = self.setup.processes.value()
+        self.proc = ProcessRun(n, cli_args, self)
+        self.proc.output.connect(lambda line: self._log("processes", line))
+        self.proc.run_created.connect(self._process_run_created)
+        self.proc.finished.connect(self._process_finished)
+        if resume_id is None:
+            self.live = RunSeries("live")
+            self.dashboard.show_runs([self.live])
+            self.samples.clear()
+            self.shown_run_id = None
+        self._t_start = time.monotonic()
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.step_label.setText(f"Starting {n} processes...")
+        self.message.clear()
+        self._log("info", "launching: " + shlex.join(self.proc.command))
+        self.proc.start()
+        if resume_id is not None:
+            self.proc.run_id = resume_id
+            self._process_run_created(resume_id, ckpt.step if ckpt else 0)
+        self._update_controls()
+
+    def _process_run_created(self, run_id: int, after_step: int = 0) -> None:
+        self._run_created(run_id)
+        self.follower = RunFollower(self.store, run_id, after_step, self)
+        self.follower.metrics.connect(self._on_events)
+        self.follower.samples.connect(self._followed_samples)
+        self.follower.start()
+
+    def _followed_samples(self, rows: list) -> None:
+        if self.shown_run_id == self._live_id():
+            self.samples.add_items([SampleItem.from_any(r.step, r) for r in rows])
+
+    def _process_finished(self, code: int, error: str) -> None:
+        if self.follower is not None:  # the last steps, while the run still counts as live
+            self.follower.stop()
+            self.follower.poll(final=True)
+            self.follower = None
+        proc, self.proc = self.proc, None
+        run_id = proc.run_id if proc is not None else None
+        state = "failed"
+        if run_id is not None and (code == 0 or proc.stopping):
+            try:
+                state = str(self.store.run(run_id).status)
+            except Exception:  # the store is away: the exit code is all there is
+                state = "completed" if code == 0 else "stopped"
+        ok = state in ("completed", "stopped")
+        self._ended(RunEnded(run_id, state, "" if ok else error or f"torchrun exited {code}"))
+
     def _loading(self, text: str) -> None:
         """A loading message; one ending in "NN%" (the model conversion) fills the bar."""
         percent = re.search(r"(\d{1,3})%$", text)
@@ -306,7 +387,7 @@ class MainWindow(QMainWindow):
         self.step_label.setText(text)
 
     def toggle_pause(self) -> None:
-        if not self.running:
+        if not self.running or self.thread is None:
             return
         control = self.thread.control
         if control.paused:
@@ -319,17 +400,20 @@ class MainWindow(QMainWindow):
         self._update_controls()
 
     def stop(self) -> None:
-        if self.running:
+        if self.proc is not None:
+            self.proc.stop()
+            self.step_label.setText("Stopping every process at the end of this step...")
+        elif self.running:
             self.thread.control.stop()
             self.step_label.setText("Stopping after the current token or step...")
 
     def save_checkpoint(self) -> None:
-        if self.running:
+        if self.running and self.thread is not None:
             self.thread.control.request_checkpoint()
             self._say("A checkpoint will be saved before the next step", error=False)
 
     def show_live(self) -> None:
-        if self.running:
+        if self.running:  # a run of several processes too: the follower fills self.live
             self.dashboard.show_runs([self.live])
             self.samples.clear()
             if self._live_id():
@@ -429,8 +513,9 @@ class MainWindow(QMainWindow):
                 QMessageBox.Critical, "Run failed", error or "The run failed", parent=self
             )
             self.error_box.open()  # not modal-blocking: the window stays usable
-        self.thread.wait(5000)
-        self.thread = None
+        if self.thread is not None:
+            self.thread.wait(5000)
+            self.thread = None
         self._update_controls()
 
     def _log(self, level: str, text: str) -> None:
@@ -597,9 +682,20 @@ class MainWindow(QMainWindow):
 
     def stop_and_wait(self, timeout_s: float = STOP_WAIT_S) -> bool:
         """Stop the run and wait for its thread, keeping the window painted meanwhile."""
+        from PySide6.QtWidgets import QApplication
+
+        if self.proc is not None:
+            self.proc.stop()
+            deadline = time.monotonic() + timeout_s
+            while self.proc is not None:  # until _process_finished has run
+                if time.monotonic() > deadline:
+                    return False
+                QApplication.processEvents()
+                if self.proc is not None:
+                    self.proc.proc.waitForFinished(50)
+            return True
         if self.thread is None:
             return True
-        from PySide6.QtWidgets import QApplication
 
         self.thread.control.stop()
         deadline = time.monotonic() + timeout_s
@@ -622,7 +718,16 @@ def _absolute_paths(cfg: RunConfig) -> RunConfig:
         data = dataclasses.replace(data, prompts=str(cfg.resolve_path(data.prompts).resolve()))
     if ilql.dataset:
         ilql = dataclasses.replace(ilql, dataset=str(cfg.resolve_path(ilql.dataset).resolve()))
-    return dataclasses.replace(cfg, data=data, ilql=ilql)
+    components = tuple(
+        dataclasses.replace(
+            c, params={**c.params, "path": str(cfg.resolve_path(c.params["path"]).resolve())}
+        )
+        if c.kind == "python" and c.params.get("path")
+        else c
+        for c in cfg.reward.components
+    )
+    reward = dataclasses.replace(cfg.reward, components=components)
+    return dataclasses.replace(cfg, data=data, ilql=ilql, reward=reward)
 
 
 def _clock(seconds: float) -> str:

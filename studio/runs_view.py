@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from core.exports import export_metrics, export_run_model, export_samples
 from core.store import RunInfo, Store
 from core.store.engine import error_reason
+from studio.background import BackgroundRead
 
 COLUMNS = (
     "ID",
@@ -119,6 +120,8 @@ class RunsView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.table)
 
+        self._reader = BackgroundRead(self)
+        self._reader.done.connect(self._read_done)
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._refresh_if_visible)
@@ -135,14 +138,28 @@ class RunsView(QWidget):
 
     def _refresh_if_visible(self) -> None:
         if self.isVisible() or self.connection_lost:  # a lost server is retried regardless
-            self.refresh()
+            store = self.store
+            self._reader.start(lambda: (store, store.runs()))
+
+    def _read_done(self, result, error) -> None:
+        if error is not None:
+            self._show(None, error)
+        elif result[0] is self.store:  # not an answer from a store since replaced
+            self._show(result[1], None)
 
     def refresh(self) -> None:
-        selected = set(self.selected_ids())
+        """Read the runs now (a button, a run that started or ended); the timer reads them
+        in the background."""
         try:
-            runs = self.store.runs()
-        except Exception as exc:  # a locked, vanished or unreachable database: say so, retry
-            reason = error_reason(exc)
+            runs, error = self.store.runs(), None
+        except Exception as exc:
+            runs, error = None, exc
+        self._show(runs, error)
+
+    def _show(self, runs, error) -> None:
+        selected = set(self.selected_ids())
+        if error is not None:  # a locked, vanished or unreachable database: say so, retry
+            reason = error_reason(error)
             if not self.connection_lost:
                 self.connection_lost = True
                 self.connection.emit(False, reason)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -48,6 +49,7 @@ SECTIONS = [
 ]
 PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
 RECENT_KEY = "recent_models"
+PROCESSES_KEY = "processes"
 PREVIEW_ROWS = 5
 
 
@@ -112,6 +114,17 @@ class SetupPanel(QWidget):
         )
         self.algorithm.currentTextChanged.connect(self._algorithm_changed)
 
+        # A launch setting, not the recipe's: the same recipe runs as 1 or N processes.
+        self.processes = QSpinBox()
+        self.processes.setRange(1, 64)
+        self.processes.setValue(int(self.settings.value(PROCESSES_KEY, 1) or 1))
+        self.processes.setToolTip(
+            "Train as this many local processes through torchrun, one per GPU (data "
+            "parallel); 1 trains inside the window. Several processes follow the run "
+            "through the store; Stop saves a checkpoint, there is no pause."
+        )
+        self.processes.valueChanged.connect(self._processes_changed)
+
         self.form = ConfigForm(SECTIONS, skip=PICKED)
         self.form.changed.connect(self._edited)
 
@@ -122,6 +135,7 @@ class SetupPanel(QWidget):
         picks.addRow("", self.preview)
         picks.addRow("", self.preview_note)
         picks.addRow("Algorithm", self.algorithm)
+        picks.addRow("Processes", _row(self.processes, QLabel("(torchrun, one per GPU)")))
         layout = QVBoxLayout(self)
         layout.addLayout(picks)
         layout.addWidget(self.form, 1)
@@ -249,6 +263,10 @@ class SetupPanel(QWidget):
             extra = f"; columns: {', '.join(prompt_set.columns)}" if prompt_set.columns else ""
             self.preview_note.setText(f"{len(prompt_set)} prompts{extra}")
             self.preview_note.setStyleSheet("")
+        self._edited()
+
+    def _processes_changed(self, n: int) -> None:
+        self.settings.setValue(PROCESSES_KEY, n)
         self._edited()
 
     def _algorithm_changed(self, name: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core import distributed
+from core import distributed, sharding
 from core.algorithms.common import (
     AdaptiveKLController,
     FixedKLController,
@@ -82,8 +82,12 @@ class Algorithm:
         With several processes the gradients are first averaged over them, so every rank
         takes the same step."""
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        distributed.average_gradients(params)
-        norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or math.inf)
+        sharded, whole = sharding.sharded_params(params)
+        distributed.average_gradients(whole)  # FSDP averaged the sharded ones already
+        if sharded:
+            norm = sharding.clip_grad_norm(params, self.max_grad_norm or math.inf)
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or math.inf)
         if torch.isfinite(norm):
             self.optimizer.step()
         else:
@@ -124,7 +128,9 @@ class Algorithm:
         for start in range(0, batch, size):
             rows = slice(start, start + size)
             loss = minibatch_loss(self.policy_logprobs(rollout, rows), rows)
-            if torch.isfinite(loss):
+            # A sharded model's backward is a collective: every rank takes it (a non-finite
+            # loss is then skipped below, on every rank).
+            if torch.isfinite(loss) or sharding.active(self.policy.lm):
                 loss.backward()
             total += float(loss.detach())
         if not distributed.any_rank(not math.isfinite(total)):

@@ -474,11 +474,13 @@ class Store:
                 for row in session.scalars(query)
             ]
 
-    def sample_count(self, run_id: int, step: int | None = None) -> int:
-        """How many samples a run (or one of its steps) holds, for paging."""
+    def sample_count(self, run_id: int, step: int | None = None, up_to: int | None = None) -> int:
+        """How many samples a run (or one of its steps, or its steps up to one) holds."""
         query = select(func.count()).select_from(Sample).where(Sample.run_id == run_id)
         if step is not None:
             query = query.where(Sample.step == step)
+        if up_to is not None:
+            query = query.where(Sample.step <= up_to)
         with self._read() as session:
             self._require_run(session, run_id)
             return int(session.scalar(query) or 0)

@@ -23,7 +23,9 @@ from tests.core.helpers import ROOT, TINY_RECIPE, tiny_config
 pytestmark = pytest.mark.slow  # two processes that each load torch and train: a minute
 
 
-def _torchrun(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def _torchrun(
+    args: list[str], tmp_path: Path, timeout: int = 600, launcher: list[str] | None = None
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "RLSTUDIO_HOME": str(tmp_path / "home"),
@@ -32,15 +34,8 @@ def _torchrun(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        *args,
-    ]
+    launcher = launcher or ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd = [sys.executable, *launcher, *args]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
     return out
@@ -80,6 +75,99 @@ def test_rlstudio_train_and_resume_run_unchanged_under_torchrun(tmp_path: Path) 
         assert run.status == "completed" and run.last_step == 6
         assert store.metrics(run.id)["reward/mean"].steps.tolist() == [1, 2, 3, 4, 5, 6]
         assert [c.step for c in store.checkpoints(run.id)][-1] == 6
+
+
+FSDP_CONFIG = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+num_machines: 1
+num_processes: 2
+machine_rank: 0
+mixed_precision: 'no'
+use_cpu: true
+fsdp_config:
+  fsdp_version: 2
+  fsdp_reshard_after_forward: true
+  fsdp_offload_params: false
+  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP
+  fsdp_state_dict_type: FULL_STATE_DICT
+"""
+
+
+def _accelerate(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    config = tmp_path / "fsdp.yaml"
+    config.write_text(FSDP_CONFIG)
+    launcher = ["-m", "accelerate.commands.launch", "--config_file", str(config)]
+    return _torchrun(args, tmp_path, launcher=launcher)
+
+
+def _checkpoint(db: str, step: int) -> tuple[dict, dict]:
+    """(LM weights, trainer state) of a run's checkpoint at `step`."""
+    import torch
+    from safetensors.torch import load_file
+
+    from core.store import Store
+
+    with Store(db) as store:
+        (run,) = store.runs()
+        path = {c.step: Path(c.path) for c in store.checkpoints(run.id)}[step]
+    weights = load_file(path / "model" / "model.safetensors")
+    return weights, torch.load(path / "trainer_state.pt", weights_only=False)
+
+
+def _assert_same(a: tuple[dict, dict], b: tuple[dict, dict], tol: float, lr: float = 0) -> None:
+    """Weights, value head and Adam moments alike. With `lr`, weights may differ by up to one
+    step in a few elements: Adam divides by the root of a near-zero second moment, so where
+    a gradient is float noise (unused embedding rows) any difference in it becomes a full step.
+    """
+    import torch
+
+    (wa, sa), (wb, sb) = a, b
+    assert wa.keys() == wb.keys()
+    diff = torch.cat([(wa[k] - wb[k]).abs().flatten() for k in wa])
+    assert float(diff.max()) <= max(tol, 2 * lr)
+    assert float((diff > tol).float().mean()) < 1e-4, "more than a few weights differ"
+    torch.testing.assert_close(sa["v_head"], sb["v_head"], atol=tol, rtol=0)
+    # The optimiser's state reads the same (its own layout) whichever way it was trained.
+    oa, ob = sa["optimizer"], sb["optimizer"]
+    assert oa["state"].keys() == ob["state"].keys()
+    assert [g["params"] for g in oa["param_groups"]] == [g["params"] for g in ob["param_groups"]]
+    for i in oa["state"]:
+        for k in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(oa["state"][i][k], ob["state"][i][k], atol=1e-6, rtol=1e-3)
+
+
+def test_fsdp_through_accelerate_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    """A PPO run (with its value head) under `accelerate launch` with an FSDP config takes
+    the same steps as under torchrun without FSDP, and a resumed FSDP run ends where an
+    uninterrupted one does."""
+    from core.store import Store
+
+    # Both sample with generate() (FSDP always does: it keeps the processes in step) and
+    # score distinct prompts (FSDP scores a shared prompt once per row: another float path).
+    settings = [
+        *("--set", "training.checkpoint_every=2", "--set", "generation.sampler=generate"),
+        *("--set", "data.prompts=../prompts/story_openings.jsonl"),
+        *("--set", "data.heldout_fraction=0"),
+    ]
+    cli = ["-m", "core.cli", "train", str(TINY_RECIPE), *settings]
+    ddp, fsdp, straight = (f"sqlite:///{tmp_path / n}.db" for n in ("ddp", "fsdp", "straight"))
+    _torchrun([*cli, "--db", ddp, "--steps", "2"], tmp_path)
+    _accelerate([*cli, "--db", fsdp, "--steps", "2"], tmp_path)
+    with Store(fsdp) as store:
+        (run,) = store.runs()
+        logs = [e.message for e in store.logs(run.id)]
+        assert any(m.startswith("FSDP: the model is sharded over 2 processes") for m in logs)
+    # Sharded and whole-model gradients are summed in a different order: float noise only.
+    _assert_same(_checkpoint(ddp, 2), _checkpoint(fsdp, 2), tol=2e-5, lr=3e-4)
+
+    _accelerate(["-m", "core.cli", "resume", str(run.id), "--db", fsdp, "--steps", "4"], tmp_path)
+    _accelerate([*cli, "--db", straight, "--steps", "4"], tmp_path)
+    _assert_same(_checkpoint(straight, 4), _checkpoint(fsdp, 4), tol=1e-6)
+    with Store(fsdp) as a, Store(straight) as b:
+        ra, rb = (s.metrics(s.runs()[0].id)["reward/mean"] for s in (a, b))
+        assert ra.steps.tolist() == [1, 2, 3, 4]
+        assert ra.values.tolist() == rb.values.tolist()
 
 
 def test_two_ranks_keep_identical_weights_and_the_reward_still_rises(tmp_path: Path) -> None:

@@ -77,3 +77,32 @@ def test_open_store_takes_a_sqlite_file_path(window, tmp_path):
         )
     assert window.open_store(str(path))
     assert _cell(window, run_id, 1) == "from a file"
+
+
+def test_a_slow_store_does_not_hold_up_the_window(window, qtbot, monkeypatch):
+    """The runs list polls in the background: a read that hangs (a server that stopped
+    answering, waiting out its connect timeout) leaves the window free meanwhile."""
+    import threading
+
+    answer = threading.Event()
+    store = window.runs.store
+    real_runs = store.runs
+    calls = []
+
+    def slow_runs():
+        calls.append(threading.current_thread() is threading.main_thread())
+        assert answer.wait(30), "the test never answered"
+        raise OSError("connection timed out")
+
+    monkeypatch.setattr(store, "runs", slow_runs)
+    window.runs._refresh_if_visible()  # what the timer does every few seconds
+    assert calls == [False]  # the read is under way, off the GUI thread, still waiting
+    window.runs._refresh_if_visible()  # the next tick does not pile up a second read
+    assert calls == [False]
+    answer.set()
+    qtbot.waitUntil(lambda: window.banner_bar.isVisible(), timeout=10_000)
+    assert "connection timed out" in window.banner.text()
+    monkeypatch.setattr(store, "runs", real_runs)
+    qtbot.waitUntil(lambda: not window.runs._reader.busy, timeout=10_000)
+    window.runs._refresh_if_visible()
+    qtbot.waitUntil(lambda: not window.banner_bar.isVisible(), timeout=10_000)
