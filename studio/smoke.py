@@ -149,6 +149,27 @@ def _train_in_the_window(db_url: str) -> None:
     _pump(app, lambda: not reward_workers(), "the reward worker to stop", limit_s=30)
     _ok(f"reward worker started (pid {min(workers_seen)}) and stopped", t)
 
+    # Two processes under torchrun, launched by the window (in a frozen app: the app's own
+    # `rlstudio torchrun`), followed through the store. gloo: it works with any GPU count.
+    t = time.monotonic()
+    os.environ["RLSTUDIO_DIST_BACKEND"] = "gloo"
+    os.environ.setdefault("RLSTUDIO_DIST_TIMEOUT_S", "120")
+    window.setup.processes.setValue(2)
+    steps.setText("1")
+    window.revalidate()
+    window.start_action.trigger()
+    _pump(app, lambda: not window.running, "the two-process run")
+    run_id = window.last_run_id
+    with Store(db_url) as store:
+        info = store.run(run_id) if run_id else None
+    if info is None or info.status.value != "completed" or info.last_step != 1:
+        tail = window.log.toPlainText().splitlines()[-15:]
+        raise SmokeFailure(
+            f"the two-process run did not complete: {window.message.text()}\n" + "\n".join(tail)
+        )
+    _ok(f"trained 1 step as 2 processes (torchrun): run {run_id} completed", t)
+    window.setup.processes.setValue(1)
+
     window.close()
     window.deleteLater()
     QCoreApplication.processEvents()
