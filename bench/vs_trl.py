@@ -73,6 +73,7 @@ def our_config(s: dict):
             "model.device": s["device"],
             "model.dtype": "float32",
             "logging.samples_per_step": 0,  # TRL logs no completions either
+            "generation.sampler": s.get("sampler", "loop"),
         },
     )
 
@@ -285,7 +286,6 @@ def ppo_steps(s: dict) -> list[dict]:
     import core.rollout
     from core.config import load_config, with_overrides
     from core.events import Metrics
-    from core.models import Reference
     from core.train import train
 
     spent = {"score": 0.0, "reference": 0.0}
@@ -302,9 +302,9 @@ def ppo_steps(s: dict) -> list[dict]:
 
         return wrapped
 
-    # generate_rollout looks _score up in its module at each call, so the patch takes.
+    # generate_rollout and _score look these up in their module at each call: the patch takes.
     core.rollout._score = timer(core.rollout._score, "score")
-    Reference.response_logits = timer(Reference.response_logits, "reference")
+    core.rollout._reference_logits = timer(core.rollout._reference_logits, "reference")
     cfg = with_overrides(
         load_config(PPO_RECIPE),
         {
@@ -475,7 +475,7 @@ def print_ppo(run: dict, summary: dict) -> None:
         f"median of {len(steps)} timed steps. "
         f"The engine logs {', '.join(sorted(first['logged']))}; "
         "it logs no reference / values split: those two columns come from timers this "
-        "benchmark wraps around core.rollout._score and Reference.response_logits "
+        "benchmark wraps around core.rollout._score and core.rollout._reference_logits "
         "(values ride on the policy's forward pass, which also gives the rollout logprobs).\n"
     )
     print("| " + " | ".join(PPO_COLUMNS) + " | peak MB |")
@@ -591,6 +591,9 @@ def main() -> int:
     parser.add_argument(
         "--points", type=int, help="--scaling: only the first N points of each sweep"
     )
+    parser.add_argument(
+        "--sampler", choices=("loop", "generate"), default="loop", help="our engine's sampler"
+    )
     parser.add_argument("--ppo", action="store_true", help="our PPO's step split (sentiment_ppo)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
@@ -613,6 +616,7 @@ def main() -> int:
         "reward_clip": recipe.algorithm.reward_clip,
         "device": args.device,
         "threads": args.threads,
+        "sampler": args.sampler,
     }
     if args.ppo:
         name, result = "vs_trl_ppo.json", ppo_mode(base)
