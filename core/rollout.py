@@ -16,10 +16,9 @@ from core.models import (
     LoadedModels,
     ResponseOutput,
     autocast,
-    position_ids_for,
-    response_outputs,
+    response_logits_shared,
 )
-from core.sampling import cache_fits, sample
+from core.sampling import sample
 
 
 @dataclass
@@ -208,51 +207,6 @@ def generate_rollout(
         ended,
         completions,
     )
-
-
-def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: bool = False):
-    """`models.response_outputs` (logits, and last hidden states when asked, at the
-    positions predicting the response) with each distinct prompt run once: a GRPO / RLOO
-    batch holds every prompt group_size times, so the prompt's cache is computed once and
-    copied to its rows. Returns (logits [B, R, V], hidden [B, R, H] or None)."""
-    prompt, prompt_mask = ids[:, :prompt_len], attention[:, :prompt_len]
-    distinct, owner = torch.unique(
-        torch.cat([prompt, prompt_mask.to(prompt.dtype)], 1), dim=0, return_inverse=True
-    )
-    # Sharded (FSDP): how many forwards this takes depends on this rank's prompts, and
-    # every rank must make the same calls.
-    if distinct.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2 or sharding.active(lm):
-        out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
-        return out.logits, out.hidden
-    prompt, prompt_mask = distinct.split(prompt_len, 1)
-    head = lm(
-        input_ids=prompt,
-        attention_mask=prompt_mask,
-        position_ids=position_ids_for(prompt_mask),
-        use_cache=True,
-        logits_to_keep=1,
-        output_hidden_states=want_hidden,
-    )
-    cache = head.past_key_values
-    if not cache_fits(cache):
-        out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
-        return out.logits, out.hidden
-    cache.batch_select_indices(owner)
-    # The last response token predicts nothing we score: feed the others only.
-    tail = lm(
-        input_ids=ids[:, prompt_len:-1],
-        attention_mask=attention[:, :-1],
-        position_ids=position_ids_for(attention)[:, prompt_len:-1],
-        past_key_values=cache,
-        use_cache=True,
-        output_hidden_states=want_hidden,
-    )
-    logits = torch.cat([head.logits[owner, -1:], tail.logits], 1)
-    hidden = None
-    if want_hidden:
-        last = head.hidden_states[-1][owner, -1:]
-        hidden = torch.cat([last, tail.hidden_states[-1]], 1)
-    return logits, hidden
 
 
 def _reference_logits(models: LoadedModels, ids, attention, prompt_len):

@@ -82,7 +82,10 @@ def _make_optimizer(cfg: RunConfig, policy):
     groups = [{"params": rest}]
     if heads:
         groups.append({"params": heads, "lr": t.learning_rate * cfg.ilql.heads_lr_scale})
-    optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay)
+    # foreach: one kernel per step for all tensors (torch's CPU default is one per tensor).
+    optimizer = torch.optim.AdamW(
+        groups, lr=t.learning_rate, weight_decay=t.weight_decay, foreach=True
+    )
     scheduler = get_scheduler(
         t.lr_schedule, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=t.steps
     )
