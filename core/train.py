@@ -82,9 +82,11 @@ def _make_optimizer(cfg: RunConfig, policy):
     groups = [{"params": rest}]
     if heads:
         groups.append({"params": heads, "lr": t.learning_rate * cfg.ilql.heads_lr_scale})
-    # foreach: one kernel per step for all tensors (torch's CPU default is one per tensor).
+    # foreach: one kernel per step for all tensors (torch's CPU default is one per tensor);
+    # not over FSDP's sharded weights mixed with the whole heads, which it cannot batch.
+    sharded = any(sharding.is_sharded(p) for g in groups for p in g["params"])
     optimizer = torch.optim.AdamW(
-        groups, lr=t.learning_rate, weight_decay=t.weight_decay, foreach=True
+        groups, lr=t.learning_rate, weight_decay=t.weight_decay, foreach=not sharded
     )
     scheduler = get_scheduler(
         t.lr_schedule, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=t.steps
