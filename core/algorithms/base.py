@@ -18,7 +18,7 @@ from core.algorithms.common import (
     logprobs_from_logits,
 )
 from core.config import AlgorithmConfig
-from core.models import autocast, response_logits_shared
+from core.models import autocast
 
 
 @dataclass
@@ -106,14 +106,9 @@ class Algorithm:
         """Current logprobs of the sampled tokens for some rows (with gradients); with
         `entropy`, also the per-token entropy (detached)."""
         with autocast(self.device, self.dtype):
-            # A group's rows share their prompt: it runs once, its cache copied to the rows
-            # (the gradient flows back through the copies to the one prompt pass).
-            logits, _ = response_logits_shared(
-                self.policy.lm,
-                rollout.query_response[rows],
-                rollout.attention_mask[rows],
-                rollout.prompt_len,
-            )
+            logits = self.policy.response_outputs(
+                rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
+            ).logits
         logits = logits.float() / self.temperature
         logp = logprobs_from_logits(logits, rollout.response[rows])
         if not entropy:

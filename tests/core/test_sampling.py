@@ -150,38 +150,3 @@ def test_shared_prompt_scoring_equals_one_full_forward(tiny):
     keep = mask.bool()  # positions after a row's end are never scored
     torch.testing.assert_close(logits[keep], full.logits[keep], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(hidden[keep], full.hidden[keep], atol=1e-4, rtol=1e-4)
-
-
-def test_the_update_gets_the_same_gradients_from_a_shared_prompt(tiny):
-    """The update's forward runs each shared prompt once, with gradients: the gradients of
-    the response logprobs equal those of one full forward per row."""
-    from core.algorithms.common import logprobs_from_logits
-
-    tok, lm = tiny.tokenizer, tiny.policy.lm
-    enc = encode(tiny, PROMPTS)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        ids = sample(
-            lm.eval(),
-            enc["input_ids"],
-            enc["attention_mask"],
-            GenerationConfig(max_new_tokens=8),
-            [tok.eos_token_id],
-            tok.pad_token_id,
-        )
-    p = enc["input_ids"].shape[1]
-    mask, _ = response_mask(ids[:, p:], [tok.eos_token_id])
-    attention = torch.cat([enc["attention_mask"], mask.long()], 1)
-    grads = []
-    for shared in (False, True):
-        lm.zero_grad()
-        if shared:
-            logits, _ = response_logits_shared(lm, ids, attention, p)
-        else:
-            logits = response_outputs(lm, ids, attention, p).logits
-        logp = logprobs_from_logits(logits.float(), ids[:, p:])
-        (logp * mask).sum().backward()
-        grads.append(torch.cat([q.grad.flatten() for q in lm.parameters() if q.grad is not None]))
-    lm.zero_grad()
-    scale = float(grads[0].abs().max())
-    torch.testing.assert_close(grads[1], grads[0], atol=1e-4 * scale, rtol=0)
