@@ -2,17 +2,20 @@
 
 A PostgreSQL server that has gone away makes a read wait for the connect timeout (10 s);
 done on the GUI thread every few seconds, that would freeze the window while the banner
-says the server is away.
+says the server is away. The reading thread touches no Qt object: it leaves its answer in
+a queue that a timer of the GUI thread collects, so a window closed meanwhile is safe.
 """
 
 from __future__ import annotations
 
-import contextlib
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
+
+COLLECT_MS = 50
 
 
 class BackgroundRead(QObject):
@@ -21,23 +24,31 @@ class BackgroundRead(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.busy = False
-        self.done.connect(self._idle)
+        self._answers: queue.SimpleQueue = queue.SimpleQueue()
+        self._timer = QTimer(self, interval=COLLECT_MS)
+        self._timer.timeout.connect(self._collect)
 
     def start(self, read: Callable[[], Any]) -> bool:
         """Run `read` in a thread unless one is still running; False when skipped."""
         if self.busy:
             return False
         self.busy = True
-        threading.Thread(target=self._run, args=(read,), daemon=True).start()
+        threading.Thread(target=self._run, args=(read, self._answers), daemon=True).start()
+        self._timer.start()
         return True
 
-    def _run(self, read: Callable[[], Any]) -> None:
+    @staticmethod
+    def _run(read: Callable[[], Any], answers: queue.SimpleQueue) -> None:
         try:
-            result, error = read(), None
+            answers.put((read(), None))
         except Exception as exc:  # handed to the GUI thread, which says what went wrong
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the window closed meanwhile
-            self.done.emit(result, error)  # queued: the slots run in the GUI thread
+            answers.put((None, exc))
 
-    def _idle(self, *_: Any) -> None:
+    def _collect(self) -> None:
+        try:
+            result, error = self._answers.get_nowait()
+        except queue.Empty:
+            return
+        self._timer.stop()
         self.busy = False
+        self.done.emit(result, error)
