@@ -5,7 +5,10 @@ seed and prompts; no checkpoints, no held-out evaluation), one process per recip
 compares the mean reward of the first and the last `--window` steps. Writes
 bench/results/recipe_progress.json and prints a table.
 
-    python bench/recipe_progress.py [--steps 20] [--window 5] [--recipes sentiment_ppo ...]
+    python bench/recipe_progress.py [--steps 20] [--window 5] [--jobs 1] [--recipes ...]
+
+`--jobs N` trains N recipes at once, each with its share of the CPU's threads (the
+rewards are the same; the minutes are each recipe's own, on a shared CPU).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,25 +90,32 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--window", type=int, default=5, help="steps averaged at each end")
     parser.add_argument("--recipes", nargs="+", default=RECIPES)
+    parser.add_argument("--jobs", type=int, default=1, help="recipes trained at once")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, args.steps)))
         return 0
-    results = []
-    for recipe in args.recipes:
-        raw = run_child(__file__, [recipe, "--steps", str(args.steps)], recipe)
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
+
+    def one(recipe: str) -> dict | None:
+        env = {"OMP_NUM_THREADS": threads} if args.jobs > 1 else None
+        raw = run_child(__file__, [recipe, "--steps", str(args.steps)], recipe, env=env)
         if raw is None:
-            continue
+            return None
         result = summarise(raw, args.window)
-        results.append(result)
         print(f"{recipe}: {result['first']:.3f} -> {result['last']:.3f}", file=sys.stderr)
+        return result
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        results = [r for r in pool.map(one, args.recipes) if r is not None]
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "steps": args.steps,
+        "jobs": args.jobs,
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
