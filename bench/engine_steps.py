@@ -22,14 +22,15 @@ RESULTS = ROOT / "bench" / "results"
 
 # Every algorithm on the same prompts, lengths and completions per step (8 x 32 tokens).
 ALGORITHM_MATRIX = {
-    "ppo": {},
-    "a2c": {"algorithm.name": "a2c"},
-    "reinforce": {"algorithm.name": "reinforce"},
+    "ppo": {"training.batch_size": 8},
+    "a2c": {"algorithm.name": "a2c", "training.batch_size": 8},
+    "reinforce": {"algorithm.name": "reinforce", "training.batch_size": 8},
     "rloo": {"algorithm.name": "rloo", "algorithm.group_size": 4, "training.batch_size": 2},
     "grpo": {"algorithm.name": "grpo", "algorithm.group_size": 4, "training.batch_size": 2},
-    "ilql-online": {"algorithm.name": "ilql"},
+    "ilql-online": {"algorithm.name": "ilql", "training.batch_size": 8},
     "ilql-offline": {
         "algorithm.name": "ilql",
+        "training.batch_size": 8,
         "ilql.mode": "offline",
         "ilql.dataset": "../datasets/story_sentiment_rated.jsonl",
     },

@@ -60,6 +60,7 @@ def measure(recipe: str, steps: int) -> dict:
         "learning_rate": cfg.training.learning_rate,
         "reward_mean": [r["reward/mean"] for r in rows],
         "seconds": time.perf_counter() - started,
+        "steps": steps,
     }
 
 
@@ -109,17 +110,26 @@ def main() -> int:
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         results = [r for r in pool.map(one, args.recipes) if r is not None]
+    out = RESULTS / "recipe_progress.json"
+    # Rerunning some recipes keeps the other recipes' rows (each row says when it ran).
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    for r in results:
+        r.update(date=when, jobs=args.jobs)
+    earlier = json.loads(out.read_text()).get("results", []) if out.exists() else []
+    rerun = {r["recipe"] for r in results}
+    kept = [
+        r for r in earlier if r["recipe"] not in rerun and r.get("steps", args.steps) == args.steps
+    ]
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": when,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "steps": args.steps,
-        "jobs": args.jobs,
-        "results": results,
+        "results": kept + results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "recipe_progress.json").write_text(json.dumps(report, indent=2))
+    out.write_text(json.dumps(report, indent=2))
     print_table(results)
     return 0
 

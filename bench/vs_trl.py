@@ -309,6 +309,7 @@ def ppo_steps(s: dict) -> list[dict]:
         load_config(PPO_RECIPE),
         {
             "training.steps": s["steps"],
+            "training.batch_size": 8,  # the split as reported: 8 x 32 tokens
             "training.seed": s["seed"],
             "training.checkpoint_every": 0,
             "data.heldout_fraction": 0.0,
