@@ -351,21 +351,32 @@ def response_outputs(
     return ResponseOutput(logits=logits, values=values, hidden=hidden if want_hidden else None)
 
 
+def distinct_rows(ids: torch.Tensor, mask: torch.Tensor):
+    """Each distinct (ids, mask) row once (a GRPO / RLOO group repeats its prompt):
+    (distinct ids, distinct mask, owner), `owner[i]` the distinct row of row i."""
+    distinct, owner = torch.unique(
+        torch.cat([ids, mask.to(ids.dtype)], 1), dim=0, return_inverse=True
+    )
+    distinct_ids, distinct_mask = distinct.split(ids.shape[1], 1)
+    return distinct_ids, distinct_mask, owner
+
+
+def cache_fits(cache) -> bool:
+    """A cache whose rows can be selected and copied (transformers' Cache classes)."""
+    return hasattr(cache, "batch_select_indices")
+
+
 def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: bool = False):
     """`models.response_outputs` (logits, and last hidden states when asked, at the
     positions predicting the response) with each distinct prompt run once: a GRPO / RLOO
     batch holds every prompt group_size times, so the prompt's cache is computed once and
     copied to its rows. Returns (logits [B, R, V], hidden [B, R, H] or None)."""
-    prompt, prompt_mask = ids[:, :prompt_len], attention[:, :prompt_len]
-    distinct, owner = torch.unique(
-        torch.cat([prompt, prompt_mask.to(prompt.dtype)], 1), dim=0, return_inverse=True
-    )
+    prompt, prompt_mask, owner = distinct_rows(ids[:, :prompt_len], attention[:, :prompt_len])
     # Sharded (FSDP): how many forwards this takes depends on this rank's prompts, and
     # every rank must make the same calls.
-    if distinct.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2 or sharding.active(lm):
+    if prompt.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2 or sharding.active(lm):
         out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
         return out.logits, out.hidden
-    prompt, prompt_mask = distinct.split(prompt_len, 1)
     head = lm(
         input_ids=prompt,
         attention_mask=prompt_mask,
@@ -375,7 +386,7 @@ def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: boo
         output_hidden_states=want_hidden,
     )
     cache = head.past_key_values
-    if not hasattr(cache, "batch_select_indices"):  # a cache whose rows we cannot pick
+    if not cache_fits(cache):
         out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
         return out.logits, out.hidden
     cache.batch_select_indices(owner)

@@ -14,7 +14,7 @@ import torch
 from core.config import GenerationConfig
 from core.control import Control, Stopped
 from core.decoding import _filter
-from core.models import position_ids_for
+from core.models import cache_fits, distinct_rows, position_ids_for
 
 
 def _gate(control: Control | None) -> None:
@@ -28,11 +28,6 @@ def pick_tokens(logits: torch.Tensor, gen: GenerationConfig) -> torch.Tensor:
     """One token per row [N] from last-position logits [N, V]: temperature, top-k, top-p."""
     logits = _filter(logits.float() / gen.temperature, gen.top_k, gen.top_p)
     return torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
-
-
-def cache_fits(cache) -> bool:
-    """The loop needs a cache whose rows it can select (transformers' Cache classes)."""
-    return hasattr(cache, "batch_select_indices")
 
 
 class _StopStrings:
@@ -66,13 +61,9 @@ def sample(
     _gate(control)
     batch, device = input_ids.shape[0], input_ids.device
     # Identical rows (a GRPO group) share one prefill; `owner` maps each row to its prompt.
-    distinct, owner = torch.unique(
-        torch.cat([input_ids, attention_mask.to(input_ids.dtype)], 1),
-        dim=0,
-        return_inverse=True,
-    )
-    shared = distinct.shape[0] < batch
-    ids, attn = (distinct.split(input_ids.shape[1], 1)) if shared else (input_ids, attention_mask)
+    distinct_ids, distinct_mask, owner = distinct_rows(input_ids, attention_mask)
+    shared = distinct_ids.shape[0] < batch
+    ids, attn = (distinct_ids, distinct_mask) if shared else (input_ids, attention_mask)
     out = lm(
         input_ids=ids,
         attention_mask=attn,
