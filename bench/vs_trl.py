@@ -2,13 +2,16 @@
 
 Same model (the bundled default, float32), prompts (grpo_sentiment's, in the same order),
 reward (the built-in `sentiment`, in-process on both sides), sampling, batch, learning
-rate, KL coefficient, seed and steps. Every run is its own process, so peak memory is its own;
-ours and TRL's alternate, so a busy machine slows both alike. Writes
-bench/results/vs_trl.json (vs_trl_scaling.json, vs_trl_ppo.json) and prints a table.
+rate, KL coefficient, precision, seed and steps. Every run is its own process, so peak memory
+is its own; ours and TRL's alternate, so a busy machine slows both alike. Writes
+bench/results/vs_trl.json (vs_trl_scaling.json, vs_trl_ppo.json, vs_trl_reward.json; a
+_bf16 suffix with --dtype bfloat16) and prints a table.
 
     python bench/vs_trl.py [--steps 6] [--rounds 1] [--prompts 2] [--generations 4] [--tokens 32]
+    python bench/vs_trl.py --dtype bfloat16       # both sides in bf16 autocast (TRL's default)
     python bench/vs_trl.py --scaling [--steps 3] [--points 4]  # GRPO s/step, batch / length x2
     python bench/vs_trl.py --ppo [--steps 6]                   # our PPO's step, split
+    python bench/vs_trl.py --reward --steps 30 --seeds 2 --lr 5e-5  # final models' reward
     make bench-trl                                             # installs trl==1.16.0 first
 
 Where the algorithms still differ after matching is said at trl_args().
@@ -35,6 +38,7 @@ RECIPE = ROOT / "assets" / "recipes" / "grpo_sentiment.toml"
 PPO_RECIPE = ROOT / "assets" / "recipes" / "sentiment_ppo.toml"
 SCALING_COMPLETIONS = (4, 8, 16, 32)  # at 32 tokens
 SCALING_TOKENS = (16, 32, 64, 128)  # at 8 completions
+EVAL_SAMPLES, EVAL_SEED = 4, 1234  # --reward: continuations per prompt, their seed
 PPO_COLUMNS = ("generation_s", "reference_s", "policy_values_s", "reward_s", "update_s", "step_s")
 
 
@@ -71,21 +75,32 @@ def our_config(s: dict):
             "generation.top_p": 1.0,
             "generation.top_k": 0,
             "model.device": s["device"],
-            "model.dtype": "float32",
+            # Weights stay float32 on both sides; bfloat16 is autocast compute (TRL's bf16=True).
+            "model.dtype": s.get("dtype", "float32"),
             "logging.samples_per_step": 0,  # TRL logs no completions either
             "generation.sampler": s.get("sampler", "loop"),
         },
     )
 
 
-def ours_steps(s: dict) -> list[dict]:
-    """Per-step timings of our engine, from its own Metrics events."""
+def ours_steps(s: dict, trained: dict | None = None) -> list[dict]:
+    """Per-step timings of our engine, from its own Metrics events. With `trained`, its
+    "lm" is the policy's model when the run has ended."""
+    import core.train
     from core.events import Metrics
-    from core.train import train
 
+    load = core.train.load_models
+
+    def keep(*args, **kwargs):
+        models = load(*args, **kwargs)
+        if trained is not None:
+            trained["lm"] = models.policy.lm
+        return models
+
+    core.train.load_models = keep  # train() looks it up in its module at each call
     n = s["prompts"] * s["generations"]
     rows = []
-    for event in train(our_config(s)):
+    for event in core.train.train(our_config(s)):
         if isinstance(event, Metrics):
             v = event.values
             rollout = v["time/rollout_s"] + v["time/reward_s"]  # generation, logprobs, reward
@@ -150,7 +165,9 @@ def trl_args(s: dict, out_dir: str) -> dict:
         "max_steps": s["steps"],
         "seed": s["seed"],
         "use_cpu": s["device"] == "cpu",
-        "bf16": False,  # TRL's default is bf16; ours runs float32
+        # TRL's default is bf16 (autocast over float32 weights, as ours with model.dtype
+        # "bfloat16"); --dtype float32 turns it off on both sides
+        "bf16": s.get("dtype", "float32") == "bfloat16",
         "fp16": False,
         "gradient_checkpointing": False,  # TRL's default is on; ours is off
         "model_init_kwargs": {"dtype": "float32"},
@@ -204,8 +221,9 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def trl_steps(s: dict) -> list[dict]:
-    """Per-step timings of TRL's trainer: a callback times each step, a wrapper its rollout."""
+def trl_steps(s: dict, trained: dict | None = None) -> list[dict]:
+    """Per-step timings of TRL's trainer: a callback times each step, a wrapper its rollout.
+    With `trained`, its "lm" is the trained model when the run has ended."""
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
@@ -262,6 +280,8 @@ def trl_steps(s: dict) -> list[dict]:
 
     trainer._generate_and_score_completions = timed
     trainer.train()
+    if trained is not None:
+        trained["lm"] = trainer.accelerator.unwrap_model(trainer.model)
     return [
         {
             "step": i + 1,
@@ -314,7 +334,7 @@ def ppo_steps(s: dict) -> list[dict]:
             "training.checkpoint_every": 0,
             "data.heldout_fraction": 0.0,
             "model.device": s["device"],
-            "model.dtype": "float32",
+            "model.dtype": s.get("dtype", "float32"),
             "logging.samples_per_step": 0,
         },
     )
@@ -354,18 +374,73 @@ def peak_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
+def final_reward(lm, s: dict) -> dict:
+    """The expected reward of a model, measured the same way for both sides: `EVAL_SAMPLES`
+    sampled continuations (the runs' sampling settings, a fixed seed) of every prompt of
+    the recipe's set, scored by the same reward; float32, in eval mode."""
+    import torch
+
+    from core.data import format_prompt, load_prompts
+    from core.models import default_model_dir, load_tokenizer
+    from core.rewards import BUILTINS
+
+    cfg = our_config(s)
+    tokenizer = load_tokenizer(str(default_model_dir()))
+    prompts = [
+        format_prompt(tokenizer, p, cfg.data.chat_template)
+        for p in load_prompts(cfg.data, cfg.base_dir).prompts
+    ]
+    score = BUILTINS["sentiment"](tokenizer=tokenizer)
+    lm = lm.float().eval()
+    torch.manual_seed(EVAL_SEED)
+    scores: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(prompts), 16):
+            batch = prompts[start : start + 16]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            out = lm.generate(
+                **enc.to(lm.device),
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=s["tokens"],
+                num_return_sequences=EVAL_SAMPLES,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            texts = tokenizer.batch_decode(
+                out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+            )
+            rows = [p for p in batch for _ in range(EVAL_SAMPLES)]
+            scores.extend(float(x) for x in score(rows, texts))
+    n = len(scores)
+    mean = statistics.mean(scores)
+    return {"mean": mean, "se": statistics.stdev(scores) / n**0.5, "n": n}
+
+
 def child(side: str, s: dict) -> dict:
     import torch
 
     if s["threads"]:  # otherwise torch's default, the same in every child
         torch.set_num_threads(s["threads"])
-    steps = {"ours": ours_steps, "trl": trl_steps, "ppo": ppo_steps}[side](s)
+    if side == "base":  # the untrained model, scored as the trained ones are
+        from transformers import AutoModelForCausalLM
+
+        from core.models import default_model_dir
+
+        lm = AutoModelForCausalLM.from_pretrained(str(default_model_dir()), dtype=torch.float32)
+        return {"side": side, "settings": s, "final": final_reward(lm, s)}
+    trained: dict = {}
+    runner = {"ours": ours_steps, "trl": trl_steps, "ppo": ppo_steps}[side]
+    steps = runner(s, trained) if s.get("evaluate") else runner(s)
+    final = final_reward(trained["lm"], s) if s.get("evaluate") else None
     return {
         "side": side,
         "settings": s,
         "threads": torch.get_num_threads(),
         "peak_mb": peak_mb(s["device"]),
         "steps": steps,
+        **({"final": final} if final else {}),
         **({"trl_args": trl_args(s, "<tmp>")} if side == "trl" else {}),
     }
 
@@ -488,11 +563,8 @@ def print_ppo(run: dict, summary: dict) -> None:
 # ---- the three modes ------------------------------------------------------------------------
 
 
-def pair_mode(base: dict, rounds: int) -> dict:
-    runs: dict[str, dict[str, list]] = {
-        "grpo": {"ours": [], "trl": []},
-        "rloo": {"ours": [], "trl": []},
-    }
+def pair_mode(base: dict, rounds: int, algorithms: list[str]) -> dict:
+    runs: dict[str, dict[str, list]] = {algo: {"ours": [], "trl": []} for algo in algorithms}
     for _ in range(rounds):
         for algo, sides in runs.items():
             for side in ("ours", "trl"):  # alternate, so drift in machine load hits both
@@ -557,6 +629,64 @@ def ppo_mode(base: dict) -> dict:
     }
 
 
+def reward_mode(base: dict, seeds: int, algorithms: list[str]) -> dict:
+    """Each side trained the same steps from several seeds, then its final model scored by
+    final_reward(); the untrained model is scored the same way once."""
+    started = launch("base", {**base, "algorithm": algorithms[0]})  # reads its prompts
+    rows: list[dict] = []
+    for seed in range(base["seed"], base["seed"] + seeds):
+        for algo in algorithms:
+            for side in ("ours", "trl"):  # alternate, as in pair_mode
+                run = launch(side, {**base, "algorithm": algo, "seed": seed, "evaluate": True})
+                if run:
+                    rows.append(
+                        {
+                            "algorithm": algo,
+                            "side": side,
+                            "seed": seed,
+                            "final": run["final"],
+                            "train_reward_last5": statistics.mean(
+                                r["reward"] for r in run["steps"][-5:]
+                            ),
+                            "step_s": statistics.median(r["step_s"] for r in timed_steps(run)),
+                            "peak_mb": run["peak_mb"],
+                            "steps": run["steps"],
+                        }
+                    )
+    untrained = started["final"] if started else None
+    summary = {}
+    for algo in algorithms:
+        for side in ("ours", "trl"):
+            finals = [
+                r["final"]["mean"] for r in rows if r["algorithm"] == algo and r["side"] == side
+            ]
+            if finals:
+                summary[f"{algo}/{side}"] = {
+                    "final_mean_over_seeds": statistics.mean(finals),
+                    "seeds": len(finals),
+                }
+    print_reward(rows, untrained)
+    return {"untrained": untrained, "rows": rows, "summary": summary}
+
+
+def print_reward(rows: list[dict], untrained: dict | None) -> None:
+    if untrained:
+        print(
+            f"untrained model: {untrained['mean']:.3f} +- {untrained['se']:.3f} "
+            f"({untrained['n']} continuations)\n"
+        )
+    print(
+        "| algorithm | side | seed | final reward (+- se) | train reward, last 5 steps | s/step |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        f = r["final"]
+        print(
+            f"| {r['algorithm']} | {r['side']} | {r['seed']} | {f['mean']:.3f} +- {f['se']:.3f} | "
+            f"{r['train_reward_last5']:.3f} | {r['step_s']:.2f} |"
+        )
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
@@ -595,7 +725,24 @@ def main() -> int:
     parser.add_argument(
         "--sampler", choices=("loop", "generate"), default="loop", help="our engine's sampler"
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute precision on both sides (weights stay float32): bfloat16 is autocast, "
+        "TRL's bf16=True",
+    )
+    parser.add_argument(
+        "--algorithms", default="grpo,rloo", help="which pairs, comma-separated (grpo,rloo)"
+    )
     parser.add_argument("--ppo", action="store_true", help="our PPO's step split (sentiment_ppo)")
+    parser.add_argument(
+        "--reward",
+        action="store_true",
+        help="train each side --steps steps from --seeds seeds, then score the final models",
+    )
+    parser.add_argument("--seeds", type=int, default=2, help="--reward: seeds per side")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's, 1e-5)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -612,19 +759,29 @@ def main() -> int:
         "tokens": args.tokens,
         "steps": args.steps or (3 if args.scaling else 6),
         "seed": args.seed,
-        "lr": recipe.training.learning_rate,  # 1e-5
+        "lr": args.lr or recipe.training.learning_rate,  # 1e-5
         "beta": recipe.algorithm.kl_coef,  # 0.04, fixed (the recipe's adaptive_kl is off)
         "reward_clip": recipe.algorithm.reward_clip,
         "device": args.device,
         "threads": args.threads,
         "sampler": args.sampler,
+        "dtype": args.dtype,
     }
+    suffix = "" if args.dtype == "float32" else "_bf16"
+    algorithms = [a for a in args.algorithms.split(",") if a]
+    if not algorithms or set(algorithms) - {"grpo", "rloo"}:
+        parser.error("--algorithms takes grpo, rloo or both")
     if args.ppo:
-        name, result = "vs_trl_ppo.json", ppo_mode(base)
+        name, result = f"vs_trl_ppo{suffix}.json", ppo_mode(base)
+    elif args.reward:
+        name, result = f"vs_trl_reward{suffix}.json", reward_mode(base, args.seeds, algorithms)
     elif args.scaling:
-        name, result = "vs_trl_scaling.json", scaling_mode(base, args.rounds, args.points)
+        name, result = (
+            f"vs_trl_scaling{suffix}.json",
+            scaling_mode(base, args.rounds, args.points),
+        )
     else:
-        name, result = "vs_trl.json", pair_mode(base, args.rounds)
+        name, result = f"vs_trl{suffix}.json", pair_mode(base, args.rounds, algorithms)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),

@@ -36,7 +36,7 @@ from core.events import (
     Samples,
     Status,
 )
-from core.models import LoadedModels, load_models
+from core.models import LoadedModels, cpu_bf16_hint, load_models
 from core.replay import Transition, collate
 from core.resources import peak_memory_mb
 from core.rewards import CompositeReward, RewardError, build_reward
@@ -82,11 +82,17 @@ def _make_optimizer(cfg: RunConfig, policy):
     groups = [{"params": rest}]
     if heads:
         groups.append({"params": heads, "lr": t.learning_rate * cfg.ilql.heads_lr_scale})
-    # foreach: one kernel per step for all tensors (torch's CPU default is one per tensor);
-    # not over FSDP's sharded weights mixed with the whole heads, which it cannot batch.
+    # fused: one in-place kernel per tensor, no temporaries (on CPU 75 ms a step against
+    # 330-450 ms with foreach for the 135M default; torch's CPU default loops per tensor).
+    # Neither over FSDP's sharded weights mixed with the whole heads, which it cannot batch.
     sharded = any(sharding.is_sharded(p) for g in groups for p in g["params"])
+    device = next((p.device for g in groups for p in g["params"]), torch.device("cpu"))
+    fused = not sharded and device.type in ("cpu", "cuda")
     optimizer = torch.optim.AdamW(
-        groups, lr=t.learning_rate, weight_decay=t.weight_decay, foreach=not sharded
+        groups,
+        lr=t.learning_rate,
+        weight_decay=t.weight_decay,
+        **({"fused": True} if fused else {"foreach": not sharded}),
     )
     scheduler = get_scheduler(
         t.lr_schedule, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=t.steps
@@ -262,6 +268,9 @@ def train(
             step,
             t_cfg.steps,
         )
+        hint = cpu_bf16_hint(models.device, models.dtype)
+        if hint and rank == 0:
+            yield Log("info", hint)
         if step == 0:
             if heldout_idx:
                 yield Log("info", f"evaluating on {len(heldout_idx)} held-out prompts")

@@ -132,9 +132,11 @@ def _assert_same(a: tuple[dict, dict], b: tuple[dict, dict], tol: float, lr: flo
     oa, ob = sa["optimizer"], sb["optimizer"]
     assert oa["state"].keys() == ob["state"].keys()
     assert [g["params"] for g in oa["param_groups"]] == [g["params"] for g in ob["param_groups"]]
+    # Whole weights step with the fused AdamW kernel, FSDP's shards with the per-tensor one:
+    # the moments agree to float noise (a few of 3M elements differ by ~1.3e-6).
     for i in oa["state"]:
         for k in ("exp_avg", "exp_avg_sq"):
-            torch.testing.assert_close(oa["state"][i][k], ob["state"][i][k], atol=1e-6, rtol=1e-3)
+            torch.testing.assert_close(oa["state"][i][k], ob["state"][i][k], atol=5e-6, rtol=1e-3)
 
 
 def test_fsdp_through_accelerate_trains_and_resumes_exactly(tmp_path: Path) -> None:
@@ -218,7 +220,15 @@ def _worker(out_dir: Path) -> None:
         import core.train as train_module
 
         train_module.generate_rollout = spy
-        cfg = tiny_config({"training.steps": 40, "training.checkpoint_every": 0})
+        # lr 1e-3, not the recipe's 3e-4: at 3e-4 the rise over 40 steps (~0.02-0.03) sat
+        # at the threshold, so float noise (an AdamW kernel) flipped the outcome.
+        cfg = tiny_config(
+            {
+                "training.steps": 40,
+                "training.checkpoint_every": 0,
+                "training.learning_rate": 1e-3,
+            }
+        )
         digests, rewards = [], []
         for event in train(cfg):
             if isinstance(event, Metrics):

@@ -268,3 +268,23 @@ def test_online_ilql_logs_its_losses_and_fills_the_replay_buffer():
     last = metrics[-1].values
     assert {"loss/q", "loss/v", "loss/cql", "loss/awac", "q/mean", "v/mean"} <= set(last)
     assert [m.values["ilql/buffer_size"] for m in metrics] == [8.0, 16.0, 24.0]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_log_says_when_this_cpu_could_train_in_bf16(monkeypatch, native):
+    """float32 on a CPU with bf16 instructions: the run's log names the faster setting."""
+    import core.models
+    from core.events import Log
+
+    monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: native)
+    cfg = tiny_config(
+        {
+            "model.device": "cpu",
+            "model.dtype": "float32",
+            "training.steps": 1,
+            "training.checkpoint_every": 0,
+        }
+    )
+    lines = [e.message for e in train(cfg) if isinstance(e, Log)]
+    hinted = [line for line in lines if 'model.dtype = "bfloat16"' in line]
+    assert len(hinted) == (1 if native else 0), lines

@@ -160,3 +160,15 @@ def test_stop_strings_end_a_completion_and_its_mask(tiny):
     assert bool(cut.ended[0]) and not bool(free.ended[0])
     assert int(cut.mask.sum()) == 4
     assert cut.completions[0].endswith(stop)
+
+
+def test_cpu_bf16_hint_only_for_float32_on_a_cpu_with_bf16_instructions(monkeypatch):
+    import core.models
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: True)
+    assert 'model.dtype = "bfloat16"' in core.models.cpu_bf16_hint(cpu, torch.float32)
+    assert core.models.cpu_bf16_hint(cpu, torch.bfloat16) is None
+    assert core.models.cpu_bf16_hint(torch.device("cuda"), torch.float32) is None
+    monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: False)
+    assert core.models.cpu_bf16_hint(cpu, torch.float32) is None
