@@ -89,15 +89,15 @@ def ours_steps(s: dict, trained: dict | None = None) -> list[dict]:
     import core.train
     from core.events import Metrics
 
-    load = core.train.load_models
+    if trained is not None:
+        load = core.train.load_models
 
-    def keep(*args, **kwargs):
-        models = load(*args, **kwargs)
-        if trained is not None:
+        def keep(*args, **kwargs):
+            models = load(*args, **kwargs)
             trained["lm"] = models.policy.lm
-        return models
+            return models
 
-    core.train.load_models = keep  # train() looks it up in its module at each call
+        core.train.load_models = keep  # train() looks it up in its module at each call
     n = s["prompts"] * s["generations"]
     rows = []
     for event in core.train.train(our_config(s)):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.control import Control
-from core.events import Checkpoint, Metrics, Samples, Status
+from core.events import Checkpoint, Log, Metrics, Samples, Status
 from core.train import train
 from tests.core.helpers import tiny_config
 
@@ -274,7 +274,6 @@ def test_online_ilql_logs_its_losses_and_fills_the_replay_buffer():
 def test_the_log_says_when_this_cpu_could_train_in_bf16(monkeypatch, native):
     """float32 on a CPU with bf16 instructions: the run's log names the faster setting."""
     import core.models
-    from core.events import Log
 
     monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: native)
     cfg = tiny_config(
