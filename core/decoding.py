@@ -27,6 +27,17 @@ def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     return logits
 
 
+def draw(probs: torch.Tensor) -> torch.Tensor:
+    """One index per row of `probs` [N, V], by inverting the running sum at one uniform
+    draw per row. torch.multinomial draws an exponential per vocabulary entry: 8 ms a
+    token for 8 rows of 49k on a CPU core, against 2 ms here. float64 keeps the running
+    sum exact enough that the rarest tokens keep their odds."""
+    # MPS has no float64.
+    cdf = probs.to(torch.float32 if probs.device.type == "mps" else torch.float64).cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 @torch.no_grad()
 def ilql_generate(
     models,
@@ -68,7 +79,7 @@ def ilql_generate(
         past = out.past_key_values
         logits = ilql_decode_logits(out.logits[:, -1:], target_qs, v, ilql.beta)[:, 0]
         logits = _filter(logits / gen.temperature, gen.top_k, gen.top_p)
-        token = torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+        token = draw(torch.softmax(logits, -1))
         if explore and ilql.exploration == "epsilon" and ilql.epsilon > 0:
             uniform = torch.randint(0, logits.shape[-1], token.shape, device=token.device)
             swap = torch.rand(token.shape, device=token.device) < ilql.epsilon

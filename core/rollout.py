@@ -18,6 +18,7 @@ from core.models import (
     autocast,
     response_logits_shared,
 )
+from core.packed_linear import packed_linears
 from core.sampling import sample
 
 
@@ -109,8 +110,7 @@ def generate_rollout(
     gradient pass: its own forward, before the weights move, gives the same numbers.
     `sampler="generate"` samples with transformers' generate() instead of our loop
     (`core.sampling`, which falls back to it for a model whose cache it cannot handle)."""
-    policy, tokenizer, device = models.policy, models.tokenizer, models.device
-    lm = policy.lm
+    tokenizer, lm = models.tokenizer, models.policy.lm
     enc = tokenizer(
         prompts,
         return_tensors="pt",
@@ -118,61 +118,13 @@ def generate_rollout(
         truncation=True,
         max_length=max_prompt_tokens,
         add_special_tokens=False,
-    ).to(device)
+    ).to(models.device)
     end_ids = _end_ids(tokenizer, lm)
-    from transformers import GenerationConfig as HFGenerationConfig
-    from transformers import StoppingCriteriaList
-
-    hf_gen = HFGenerationConfig(
-        do_sample=True,
-        temperature=gen.temperature,
-        top_k=gen.top_k or None,
-        top_p=gen.top_p,
-        max_new_tokens=gen.max_new_tokens,
-        use_cache=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=end_ids,
-        stop_strings=list(gen.stop) or None,
-    )
-    criteria = StoppingCriteriaList([GenerationGate(control)] if control else [])
     was_training = lm.training
     lm.eval()  # no dropout while sampling or scoring
     try:
-        if policy.ilql_heads is not None:
-            out = ilql_generate(
-                models,
-                policy.ilql_heads,
-                enc["input_ids"],
-                enc["attention_mask"],
-                gen,
-                ilql or IlqlConfig(),
-                end_ids,
-                control,
-                explore,
-            )
-        else:
-            out = None
-            with autocast(device, models.dtype):
-                # A sharded model's forward is a collective: every rank must take as many
-                # as the others, which generate() sees to (synced_gpus) and our loop does not.
-                if sampler == "loop" and not sharding.active(lm):
-                    out = sample(
-                        lm,
-                        enc["input_ids"],
-                        enc["attention_mask"],
-                        gen,
-                        end_ids,
-                        tokenizer.pad_token_id,
-                        control,
-                        tokenizer,
-                    )
-                if out is None:
-                    out = lm.generate(
-                        **enc,
-                        generation_config=hf_gen,
-                        stopping_criteria=criteria,
-                        tokenizer=tokenizer if gen.stop else None,
-                    )
+        with packed_linears(lm, len(prompts), models.dtype):
+            out = _sample(models, enc, gen, end_ids, control, ilql, explore, sampler)
         if control is not None and control.stopped:
             raise Stopped
         prompt_len = enc["input_ids"].shape[1]
@@ -207,6 +159,60 @@ def generate_rollout(
         ended,
         completions,
     )
+
+
+def _sample(models: LoadedModels, enc, gen, end_ids, control, ilql, explore, sampler):
+    """Prompt + sampled ids: the ILQL loop, our loop, or generate() (see generate_rollout)."""
+    policy, tokenizer, device = models.policy, models.tokenizer, models.device
+    lm = policy.lm
+    if policy.ilql_heads is not None:
+        return ilql_generate(
+            models,
+            policy.ilql_heads,
+            enc["input_ids"],
+            enc["attention_mask"],
+            gen,
+            ilql or IlqlConfig(),
+            end_ids,
+            control,
+            explore,
+        )
+    with autocast(device, models.dtype):
+        # A sharded model's forward is a collective: every rank must take as many
+        # as the others, which generate() sees to (synced_gpus) and our loop does not.
+        if sampler == "loop" and not sharding.active(lm):
+            out = sample(
+                lm,
+                enc["input_ids"],
+                enc["attention_mask"],
+                gen,
+                end_ids,
+                tokenizer.pad_token_id,
+                control,
+                tokenizer,
+            )
+            if out is not None:
+                return out
+        from transformers import GenerationConfig as HFGenerationConfig
+        from transformers import StoppingCriteriaList
+
+        hf_gen = HFGenerationConfig(
+            do_sample=True,
+            temperature=gen.temperature,
+            top_k=gen.top_k or None,
+            top_p=gen.top_p,
+            max_new_tokens=gen.max_new_tokens,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=end_ids,
+            stop_strings=list(gen.stop) or None,
+        )
+        return lm.generate(
+            **enc,
+            generation_config=hf_gen,
+            stopping_criteria=StoppingCriteriaList([GenerationGate(control)] if control else []),
+            tokenizer=tokenizer if gen.stop else None,
+        )
 
 
 def _reference_logits(models: LoadedModels, ids, attention, prompt_len):

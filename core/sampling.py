@@ -13,7 +13,7 @@ import torch
 
 from core.config import GenerationConfig
 from core.control import Control, Stopped
-from core.decoding import _filter
+from core.decoding import _filter, draw
 from core.models import cache_fits, distinct_rows, position_ids_for
 
 
@@ -27,7 +27,7 @@ def _gate(control: Control | None) -> None:
 def pick_tokens(logits: torch.Tensor, gen: GenerationConfig) -> torch.Tensor:
     """One token per row [N] from last-position logits [N, V]: temperature, top-k, top-p."""
     logits = _filter(logits.float() / gen.temperature, gen.top_k, gen.top_p)
-    return torch.multinomial(torch.softmax(logits, -1), 1).squeeze(-1)
+    return draw(torch.softmax(logits, -1))
 
 
 class _StopStrings:

@@ -35,7 +35,10 @@ def _metrics(events):
 GROUPED = {"algorithm.group_size": 4, "training.batch_size": 2}
 LEARNING = {
     "ppo": {},
-    "a2c": {},
+    # One on-policy pass a step learns slowest: at the recipe's rate A2C rose by +0.003 to
+    # +0.042 over seeds 0-3, too near the bar for any change in the random stream to leave
+    # it alone; at 1e-3 by +0.030 to +0.095.
+    "a2c": {"training.learning_rate": 1e-3},
     "reinforce": {},
     "rloo": {**GROUPED, "training.learning_rate": 1e-3},
     "grpo": GROUPED,
@@ -190,9 +193,12 @@ def test_one_pass_grpo_takes_old_logprobs_from_its_update_with_the_same_result(m
     monkeypatch.setattr(GRPO, "one_pass", property(lambda self: False))
     scored = _metrics(train(tiny_config(settings)))
     assert asked == [False, False, True, True]
+    # abs 5e-5: at step 1 the full run's KL is exactly 0 (both logprobs from one scoring
+    # pass) and the fast run's is float32 noise between the update's full forward and the
+    # reference's shared-prompt one, on logprobs of size ~10 (seen: 1.1e-5).
     for fast, full in zip(skipped, scored):
         for key in ("reward/mean", "loss/policy", "objective/kl", "objective/entropy"):
-            assert fast.values[key] == pytest.approx(full.values[key], rel=1e-4, abs=1e-5), key
+            assert fast.values[key] == pytest.approx(full.values[key], rel=1e-4, abs=5e-5), key
     assert skipped[0].values["policy/clipfrac"] == 0.0  # the ratio is exactly 1
 
 

@@ -150,3 +150,47 @@ def test_shared_prompt_scoring_equals_one_full_forward(tiny):
     keep = mask.bool()  # positions after a row's end are never scored
     torch.testing.assert_close(logits[keep], full.logits[keep], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(hidden[keep], full.hidden[keep], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_linears_give_the_dense_logits_and_put_the_model_back(tiny, dtype):
+    from core.models import autocast
+    from core.packed_linear import available, packed_linears
+
+    lm = tiny.policy.lm.eval()
+    enc = encode(tiny, PROMPTS)
+    device = torch.device("cpu")
+
+    def logits():
+        with torch.no_grad(), autocast(device, dtype):
+            return lm(**enc, position_ids=position_ids_for(enc["attention_mask"])).logits.float()
+
+    dense = logits()
+    with packed_linears(lm, len(PROMPTS), dtype):
+        patched = [m for m in lm.modules() if "forward" in m.__dict__]
+        packed = logits()
+    assert bool(patched) == available(device)
+    assert not [m for m in lm.modules() if "forward" in m.__dict__]  # all put back
+    assert torch.equal(logits(), dense)
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2  # summation order; bf16 rounding
+    assert (packed - dense).abs().max() <= tolerance * dense.abs().max()
+
+
+def test_packed_linears_leave_a_model_on_another_device_or_dtype_alone(tiny):
+    from core.packed_linear import packed_linears
+
+    lm = tiny.policy.lm
+    with packed_linears(lm, 4, torch.float16):
+        assert not [m for m in lm.modules() if "forward" in m.__dict__]
+
+
+def test_greedy_tokens_are_the_same_with_packed_weights(tiny):
+    from core.packed_linear import packed_linears
+
+    tok, lm = tiny.tokenizer, tiny.policy.lm.eval()
+    enc = encode(tiny, PROMPTS)
+    args = (GenerationConfig(max_new_tokens=12, top_k=1), _end_ids(tok, lm), tok.pad_token_id)
+    dense = sample(lm, enc["input_ids"], enc["attention_mask"], *args)
+    with packed_linears(lm, len(PROMPTS), torch.float32):
+        packed = sample(lm, enc["input_ids"], enc["attention_mask"], *args)
+    assert packed.tolist() == dense.tolist()

@@ -1,0 +1,67 @@
+"""Prepacked weights for sampling on CPU.
+
+Decoding multiplies a few rows by every weight matrix once per token, so it is bound by
+reading the weights. torch's dense linear (MKL sgemm) reads them at about a third of this
+machine's memory bandwidth at 8 rows; oneDNN's linear over weights reordered once into its
+blocked layout reads them at about 2x the speed (bench/vs_trl.py, README). The weights move
+after every update, so they are packed afresh for each rollout and dropped after it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from core import sharding
+
+
+def available(device: torch.device) -> bool:
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
+    linear = torch.ops.mkldnn._linear_pointwise
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return linear(x.to(dtype), weight, bias, "none", [], "")
+
+    return forward
+
+
+@contextmanager
+def packed_linears(lm: nn.Module, rows: int, dtype: torch.dtype):
+    """Within the block, every float32 nn.Linear of `lm` runs in `dtype` (the run's compute
+    dtype: float32, or bfloat16 as autocast would) on weights packed for oneDNN (`rows`: the
+    batch, a hint for the layout). No grads flow; the weights must not change inside. Does
+    nothing where it does not apply (not CPU, no oneDNN, sharded, float16)."""
+    device = next(lm.parameters()).device
+    linears = [m for m in lm.modules() if type(m) is nn.Linear]
+    usable = dtype in (torch.float32, torch.bfloat16) and available(device)
+    if not usable or sharding.active(lm) or not linears:
+        yield
+        return
+    packed: dict[int, torch.Tensor] = {}  # tied weights (lm_head = embeddings) pack once
+    patched = []
+    try:
+        for m in linears:
+            if m.weight.dtype != torch.float32 or "forward" in m.__dict__:
+                continue
+            key = id(m.weight)
+            if key not in packed:
+                packed[key] = torch.ops.mkldnn._reorder_linear_weight(
+                    m.weight.detach().to(dtype), rows
+                )
+            bias = None if m.bias is None else m.bias.detach().to(dtype)
+            m.forward = _packed_forward(packed[key], bias, dtype)
+            patched.append(m)
+        yield
+    finally:
+        for m in patched:
+            del m.forward
