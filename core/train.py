@@ -38,7 +38,7 @@ from core.events import (
 )
 from core.models import LoadedModels, cpu_bf16_hint, load_models
 from core.replay import Transition, collate
-from core.resources import peak_memory_mb
+from core.resources import hold_freed_memory, peak_memory_mb
 from core.rewards import CompositeReward, RewardError, build_reward
 from core.rewards.scores import component_means
 from core.rollout import Rollout, generate_rollout
@@ -259,6 +259,7 @@ def train(
 
     # The reward starts last (user code gets its worker process here); `finally` stops it.
     run.reward = build_run_reward(cfg, models.tokenizer, _collect_output(cfg, run.reward_output))
+    release_memory = hold_freed_memory(models.device)
     try:
         yield from _reward_logs(run)
         yield Status(
@@ -314,6 +315,7 @@ def train(
         raise
     finally:
         run.reward.close()
+        release_memory()
     if step != last_saved:
         yield from checkpoint()
     yield Status("completed", "Finished", step, t_cfg.steps)
