@@ -116,18 +116,20 @@ class Algorithm:
         with torch.no_grad():
             return logp, entropy_from_logits(logits)
 
-    def accumulated_step(self, rollout, minibatch_loss) -> tuple[float, float]:
+    def accumulated_step(self, rollout, minibatch_loss, logprobs=None) -> tuple[float, float]:
         """One optimiser step with gradients accumulated over minibatches (bounded memory).
 
         `minibatch_loss(logprobs, rows)` returns that slice's share of the batch loss.
+        `logprobs`: the whole batch's, already taken (with gradients), for one minibatch.
         Returns (loss, gradient norm); a non-finite loss skips the step.
         """
         batch = rollout.mask.shape[0]
-        size = math.ceil(batch / self.cfg.minibatches)
+        size = batch if logprobs is not None else math.ceil(batch / self.cfg.minibatches)
         total = 0.0
         for start in range(0, batch, size):
             rows = slice(start, start + size)
-            loss = minibatch_loss(self.policy_logprobs(rollout, rows), rows)
+            logp = logprobs if logprobs is not None else self.policy_logprobs(rollout, rows)
+            loss = minibatch_loss(logp, rows)
             # A sharded model's backward is a collective: every rank takes it (a non-finite
             # loss is then skipped below, on every rank).
             if torch.isfinite(loss) or sharding.active(self.policy.lm):

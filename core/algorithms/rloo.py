@@ -12,8 +12,18 @@ from core.algorithms.group import rloo_advantages, rloo_loss
 
 
 class RLOO(Algorithm):
+    @property
+    def one_pass(self) -> bool:
+        # One minibatch: the update's forward covers every row before the weights move (the
+        # KL in the reward needs all rows' logprobs before any loss).
+        return self.cfg.minibatches == 1
+
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         cfg, mask = self.cfg, rollout.mask
+        logp = None
+        if rollout.logprobs is None:  # one pass: the update's forward is the sampling policy's
+            logp, entropy = self.policy_logprobs(rollout, slice(None), entropy=True)
+            rollout.logprobs, rollout.entropy = logp.detach(), entropy
         scores = self.shape_scores(scores, rollout.ended)
         coef = self.kl_ctl.value
         if cfg.kl_in == "reward":
@@ -29,7 +39,7 @@ class RLOO(Algorithm):
                 loss = loss + coef * masked_mean(k3, mask[rows]) * (logp.shape[0] / batch)
             return loss
 
-        loss, norm = self.accumulated_step(rollout, minibatch_loss)
+        loss, norm = self.accumulated_step(rollout, minibatch_loss, logp)
         kl, kl_metrics = self.finish_update(rollout)
         metrics = {
             "loss/policy": loss,

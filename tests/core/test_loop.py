@@ -167,12 +167,15 @@ def test_a_stop_while_the_model_loads_ends_the_run_before_any_step(tmp_path):
     assert not _metrics(events)
 
 
-def test_one_pass_grpo_takes_old_logprobs_from_its_update_with_the_same_result(monkeypatch):
-    """One gradient pass: the rollout skips its policy forward; metrics stay the same."""
-    from core.algorithms.grpo import GRPO
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_one_pass_takes_old_logprobs_from_its_update_with_the_same_result(monkeypatch, algorithm):
+    """One gradient pass: the rollout skips its policy forward; metrics stay the same
+    (RLOO: with the KL in the reward, which needs every row's logprobs first)."""
+    from core.algorithms import ALGORITHMS
 
     settings = {
-        "algorithm.name": "grpo",
+        "algorithm.name": algorithm,
+        "algorithm.kl_in": "reward",
         "algorithm.group_size": 4,
         "algorithm.epochs": 1,
         "algorithm.minibatches": 1,
@@ -190,16 +193,29 @@ def test_one_pass_grpo_takes_old_logprobs_from_its_update_with_the_same_result(m
     real_rollout = core.train.generate_rollout
     monkeypatch.setattr(core.train, "generate_rollout", rollout)
     skipped = _metrics(train(tiny_config(settings)))
-    monkeypatch.setattr(GRPO, "one_pass", property(lambda self: False))
+    monkeypatch.setattr(ALGORITHMS[algorithm], "one_pass", property(lambda self: False))
     scored = _metrics(train(tiny_config(settings)))
     assert asked == [False, False, True, True]
     # abs 5e-5: at step 1 the full run's KL is exactly 0 (both logprobs from one scoring
     # pass) and the fast run's is float32 noise between the update's full forward and the
     # reference's shared-prompt one, on logprobs of size ~10 (seen: 1.1e-5).
+    keys = ["reward/mean", "loss/policy", "objective/kl", "objective/entropy"]
+    if algorithm == "rloo":
+        keys.append("objective/score_shaped")  # the score less the KL penalty
     for fast, full in zip(skipped, scored):
-        for key in ("reward/mean", "loss/policy", "objective/kl", "objective/entropy"):
+        for key in keys:
             assert fast.values[key] == pytest.approx(full.values[key], rel=1e-4, abs=5e-5), key
-    assert skipped[0].values["policy/clipfrac"] == 0.0  # the ratio is exactly 1
+    if algorithm == "grpo":
+        assert skipped[0].values["policy/clipfrac"] == 0.0  # the ratio is exactly 1
+
+
+def test_rloo_over_several_minibatches_scores_the_policy_in_the_rollout():
+    from core.algorithms import make_algorithm
+    from core.models import load_models
+
+    cfg = tiny_config({"algorithm.name": "rloo", "algorithm.minibatches": 2, **GROUPED})
+    models = load_models(cfg.model, value_head=False, seed=0)
+    assert not make_algorithm(cfg, models, None, None).one_pass
 
 
 def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
