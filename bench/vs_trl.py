@@ -12,6 +12,7 @@ _bf16 suffix with --dtype bfloat16) and prints a table.
     python bench/vs_trl.py --scaling [--steps 3] [--points 4]  # GRPO s/step, batch / length x2
     python bench/vs_trl.py --ppo [--steps 6]                   # our PPO's step, split
     python bench/vs_trl.py --reward --steps 30 --seeds 2 --lr 5e-5  # final models' reward
+    python bench/vs_trl.py --reward --steps 30 --seed 2 --seeds 4 --lr 5e-5 --add  # more seeds
     make bench-trl                                             # installs trl==1.16.0 first
 
 Where the algorithms still differ after matching is said at trl_args().
@@ -629,12 +630,20 @@ def ppo_mode(base: dict) -> dict:
     }
 
 
-def reward_mode(base: dict, seeds: int, algorithms: list[str]) -> dict:
+def reward_mode(base: dict, seeds: int, algorithms: list[str], prior: dict | None = None) -> dict:
     """Each side trained the same steps from several seeds, then its final model scored by
-    final_reward(); the untrained model is scored the same way once."""
-    started = launch("base", {**base, "algorithm": algorithms[0]})  # reads its prompts
-    rows: list[dict] = []
-    for seed in range(base["seed"], base["seed"] + seeds):
+    final_reward(); the untrained model is scored the same way once. `prior`: an earlier
+    result with the same settings, whose rows (other seeds) are kept."""
+    new_seeds = range(base["seed"], base["seed"] + seeds)
+    rows: list[dict] = [
+        r
+        for r in (prior or {}).get("rows", [])
+        if not (r["seed"] in new_seeds and r["algorithm"] in algorithms)
+    ]
+    started = {"final": prior["untrained"]} if prior and prior.get("untrained") else None
+    if started is None:
+        started = launch("base", {**base, "algorithm": algorithms[0]})  # reads its prompts
+    for seed in new_seeds:
         for algo in algorithms:
             for side in ("ours", "trl"):  # alternate, as in pair_mode
                 run = launch(side, {**base, "algorithm": algo, "seed": seed, "evaluate": True})
@@ -655,7 +664,7 @@ def reward_mode(base: dict, seeds: int, algorithms: list[str]) -> dict:
                     )
     untrained = started["final"] if started else None
     summary = {}
-    for algo in algorithms:
+    for algo in sorted({r["algorithm"] for r in rows}):
         for side in ("ours", "trl"):
             finals = [
                 r["final"]["mean"] for r in rows if r["algorithm"] == algo and r["side"] == side
@@ -742,6 +751,11 @@ def main() -> int:
         help="train each side --steps steps from --seeds seeds, then score the final models",
     )
     parser.add_argument("--seeds", type=int, default=2, help="--reward: seeds per side")
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="--reward: keep the results file's other seeds (same settings), e.g. --seed 2 --add",
+    )
     parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's, 1e-5)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
@@ -774,7 +788,14 @@ def main() -> int:
     if args.ppo:
         name, result = f"vs_trl_ppo{suffix}.json", ppo_mode(base)
     elif args.reward:
-        name, result = f"vs_trl_reward{suffix}.json", reward_mode(base, args.seeds, algorithms)
+        name = f"vs_trl_reward{suffix}.json"
+        prior = None
+        if args.add and (RESULTS / name).is_file():
+            prior = json.loads((RESULTS / name).read_text())
+            same = {k: v for k, v in prior["settings"].items() if k not in ("seed", "rounds")}
+            if same != {k: v for k, v in base.items() if k != "seed"} | {"recipe": RECIPE.name}:
+                parser.error(f"--add: {name} was made with other settings: {prior['settings']}")
+        result = reward_mode(base, args.seeds, algorithms, prior)
     elif args.scaling:
         name, result = (
             f"vs_trl_scaling{suffix}.json",

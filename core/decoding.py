@@ -34,7 +34,13 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     sum exact enough that the rarest tokens keep their odds."""
     # MPS has no float64.
     cdf = probs.to(torch.float32 if probs.device.type == "mps" else torch.float64).cumsum(-1)
-    u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    total = cdf[:, -1:]
+    if not bool(torch.isfinite(total).all()):
+        raise FloatingPointError(
+            "the next-token probabilities hold NaN or inf: the model's weights or logits have "
+            "diverged (try a lower training.learning_rate)"
+        )
+    u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * total
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 

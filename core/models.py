@@ -77,7 +77,7 @@ def cpu_bf16_hint(device: torch.device, dtype: torch.dtype) -> str | None:
     return (
         "this CPU multiplies bfloat16 natively (AVX512-BF16 / AMX): model.dtype = "
         '"bfloat16" (mixed precision; the weights stay float32) made GRPO steps about '
-        "1.4x faster on such a CPU (bench/vs_trl.py --dtype bfloat16)"
+        "1.3x faster on such a CPU (bench/vs_trl.py --dtype bfloat16)"
     )
 
 

@@ -194,3 +194,16 @@ def test_greedy_tokens_are_the_same_with_packed_weights(tiny):
     with packed_linears(lm, len(PROMPTS), torch.float32):
         packed = sample(lm, enc["input_ids"], enc["attention_mask"], *args)
     assert packed.tolist() == dense.tolist()
+
+
+def test_draw_keeps_zero_odds_at_zero_and_refuses_nan():
+    from core.decoding import draw
+
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    torch.manual_seed(0)
+    drawn = torch.stack([draw(probs) for _ in range(2000)])
+    assert set(drawn[:, 0].tolist()) == {1, 3}
+    assert 0.45 < (drawn[:, 0] == 1).float().mean() < 0.55
+    assert set(drawn[:, 1].tolist()) == {3} and set(drawn[:, 2].tolist()) == {0}
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        draw(torch.tensor([[0.5, float("nan")]]))
