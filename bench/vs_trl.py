@@ -630,10 +630,13 @@ def ppo_mode(base: dict) -> dict:
     }
 
 
-def reward_mode(base: dict, seeds: int, algorithms: list[str], prior: dict | None = None) -> dict:
+def reward_mode(
+    base: dict, seeds: int, algorithms: list[str], prior: dict | None = None, save=None
+) -> dict:
     """Each side trained the same steps from several seeds, then its final model scored by
     final_reward(); the untrained model is scored the same way once. `prior`: an earlier
-    result with the same settings, whose rows (other seeds) are kept."""
+    result with the same settings, whose rows (other seeds) are kept. `save(result)` is
+    called after every run, so a cut-short sweep keeps the runs it finished."""
     new_seeds = range(base["seed"], base["seed"] + seeds)
     rows: list[dict] = [
         r
@@ -662,6 +665,14 @@ def reward_mode(base: dict, seeds: int, algorithms: list[str], prior: dict | Non
                             "steps": run["steps"],
                         }
                     )
+                if save is not None:
+                    save(_reward_result(rows, started))
+    result = _reward_result(rows, started)
+    print_reward(rows, result["untrained"])
+    return result
+
+
+def _reward_result(rows: list[dict], started: dict | None) -> dict:
     untrained = started["final"] if started else None
     summary = {}
     for algo in sorted({r["algorithm"] for r in rows}):
@@ -674,7 +685,6 @@ def reward_mode(base: dict, seeds: int, algorithms: list[str], prior: dict | Non
                     "final_mean_over_seeds": statistics.mean(finals),
                     "seeds": len(finals),
                 }
-    print_reward(rows, untrained)
     return {"untrained": untrained, "rows": rows, "summary": summary}
 
 
@@ -781,6 +791,18 @@ def main() -> int:
         "sampler": args.sampler,
         "dtype": args.dtype,
     }
+
+    def write(name: str, result: dict) -> None:
+        report = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "versions": versions(),
+            "settings": {**base, "rounds": args.rounds, "recipe": RECIPE.name},
+            **result,
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / name).write_text(json.dumps(report, indent=2))
+
     suffix = "" if args.dtype == "float32" else "_bf16"
     algorithms = [a for a in args.algorithms.split(",") if a]
     if not algorithms or set(algorithms) - {"grpo", "rloo"}:
@@ -795,7 +817,9 @@ def main() -> int:
             same = {k: v for k, v in prior["settings"].items() if k not in ("seed", "rounds")}
             if same != {k: v for k, v in base.items() if k != "seed"} | {"recipe": RECIPE.name}:
                 parser.error(f"--add: {name} was made with other settings: {prior['settings']}")
-        result = reward_mode(base, args.seeds, algorithms, prior)
+        result = reward_mode(
+            base, args.seeds, algorithms, prior, lambda partial: write(name, partial)
+        )
     elif args.scaling:
         name, result = (
             f"vs_trl_scaling{suffix}.json",
@@ -803,15 +827,7 @@ def main() -> int:
         )
     else:
         name, result = f"vs_trl{suffix}.json", pair_mode(base, args.rounds, algorithms)
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions(),
-        "settings": {**base, "rounds": args.rounds, "recipe": RECIPE.name},
-        **result,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / name).write_text(json.dumps(report, indent=2))
+    write(name, result)
     return 0
 
 
