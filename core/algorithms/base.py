@@ -116,6 +116,17 @@ class Algorithm:
         with torch.no_grad():
             return logp, entropy_from_logits(logits)
 
+    def sampling_logprobs_from_update(self, rollout, rows) -> torch.Tensor:
+        """For a one-pass update (`one_pass`), before the weights move: current logprobs of
+        `rows` (with gradients), stored detached in the rollout as the sampling policy's,
+        with the entropy (rows in update order)."""
+        logp, entropy = self.policy_logprobs(rollout, rows, entropy=True)
+        rollout.logprobs = torch.empty_like(logp)
+        rollout.logprobs[rows] = logp.detach()
+        rollout.entropy = torch.empty_like(entropy)
+        rollout.entropy[rows] = entropy
+        return logp
+
     def accumulated_step(self, rollout, minibatch_loss, logprobs=None) -> tuple[float, float]:
         """One optimiser step with gradients accumulated over minibatches (bounded memory).
 

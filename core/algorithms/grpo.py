@@ -33,8 +33,7 @@ class GRPO(Algorithm):
             for start in range(0, batch, size):
                 rows = order[start : start + size]
                 if rollout.logprobs is None:  # one pass: the weights have not moved yet
-                    logp, entropy = self.policy_logprobs(rollout, rows, entropy=True)
-                    _fill_sampling_logprobs(rollout, rows, logp.detach(), entropy)
+                    logp = self.sampling_logprobs_from_update(rollout, rows)
                 else:
                     logp = self.policy_logprobs(rollout, rows)
                 loss, st = grpo_policy_loss(
@@ -66,11 +65,3 @@ class GRPO(Algorithm):
         }
         token_adv = advantages[:, None].expand_as(mask) * mask
         return UpdateResult(metrics, token_adv.detach(), kl)
-
-
-def _fill_sampling_logprobs(rollout, rows, logprobs, entropy) -> None:
-    """Store the batch's sampling-time logprobs and entropy (rows in update order)."""
-    rollout.logprobs = torch.empty_like(logprobs)
-    rollout.logprobs[rows] = logprobs
-    rollout.entropy = torch.empty_like(entropy)
-    rollout.entropy[rows] = entropy

@@ -22,8 +22,7 @@ class RLOO(Algorithm):
         cfg, mask = self.cfg, rollout.mask
         logp = None
         if rollout.logprobs is None:  # one pass: the update's forward is the sampling policy's
-            logp, entropy = self.policy_logprobs(rollout, slice(None), entropy=True)
-            rollout.logprobs, rollout.entropy = logp.detach(), entropy
+            logp = self.sampling_logprobs_from_update(rollout, slice(None))
         scores = self.shape_scores(scores, rollout.ended)
         coef = self.kl_ctl.value
         if cfg.kl_in == "reward":
