@@ -100,6 +100,8 @@ def test_a_stop_in_the_middle_raises_stopped_between_tokens(tiny):
     with pytest.raises(Stopped):
         generate_rollout(tiny, ["Once"], GenerationConfig(max_new_tokens=200), 64, control)
     assert control.checks == 4  # it did not run on to the end
+    # The stop came inside the packed-weights block: the model's own forwards are back.
+    assert not [m for m in tiny.policy.lm.modules() if "forward" in m.__dict__]
 
 
 def test_rows_that_end_early_are_padded_and_masked(tiny):
