@@ -3,6 +3,7 @@ with the shipped recipes' prompts and lengths. Each algorithm runs in its own pr
 so peak RSS is its own. Writes bench/results/engine_steps.json and prints a table.
 
     python bench/engine_steps.py [--steps 3] [--recipes sentiment_ppo length_reinforce]
+    python bench/engine_steps.py --compile --steps 4  # eager vs model.compile, alternating
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def measure(recipe: str, steps: int, overrides: dict | None = None) -> dict:
         "max_new_tokens": cfg.generation.max_new_tokens,
         "steps": steps,
         "timed_steps": len(timed),
+        "compile": cfg.model.compile,
+        "first_step_s": rows[0]["time/rollout_s"]
+        + rows[0]["time/reward_s"]
+        + rows[0]["time/update_s"],  # with model.compile: the compilation included
         "rollout_s": mean("time/rollout_s"),
         "reward_s": mean("time/reward_s"),
         "update_s": mean("time/update_s"),
@@ -80,14 +85,14 @@ def measure(recipe: str, steps: int, overrides: dict | None = None) -> dict:
 def print_table(results: list[dict]) -> None:
     print(
         "| run | algorithm | completions x tokens | s/step | rollout s | update s "
-        "| tokens/s | peak MB |"
+        "| tokens/s | peak MB | first step s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['label']} | {r['algorithm']} | {r['batch_size']} x {r['max_new_tokens']} | "
             f"{r['step_s']:.1f} | {r['rollout_s']:.1f} | {r['update_s']:.1f} | "
-            f"{r['tokens_per_s']:.1f} | {r['peak_mb']:.0f} |"
+            f"{r['tokens_per_s']:.1f} | {r['peak_mb']:.0f} | {r['first_step_s']:.1f} |"
         )
 
 
@@ -100,6 +105,11 @@ def main() -> int:
         action="store_true",
         help="every algorithm on sentiment_ppo's prompts and lengths",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="each recipe eager, then with model.compile (torch.compile of the update)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -108,6 +118,12 @@ def main() -> int:
         return 0
     if args.algorithms:
         jobs = [("sentiment_ppo", name, o) for name, o in ALGORITHM_MATRIX.items()]
+    elif args.compile:
+        jobs = [
+            (recipe, f"{recipe}{', compiled' if on else ''}", {"model.compile": on})
+            for recipe in args.recipes
+            for on in (False, True)
+        ]
     else:
         jobs = [(recipe, recipe, {}) for recipe in args.recipes]
     results = []
@@ -124,6 +140,7 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "engine_algorithms.json" if args.algorithms else "engine_steps.json"
+    name = "engine_compile.json" if args.compile else name
     (RESULTS / name).write_text(json.dumps(report, indent=2))
     print_table(results)
     return 0

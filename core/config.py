@@ -55,6 +55,11 @@ class ModelConfig:
     lora_alpha: int = setting(16, "LoRA scaling alpha", min=1, max=4096)
     lora_dropout: float = setting(0.0, "Dropout inside the LoRA adapters", min=0.0, max=0.9)
     gradient_checkpointing: bool = setting(False, "Trade compute for memory in the backward pass")
+    compile: bool = setting(
+        False,
+        "torch.compile the update's forward and backward (pays on a GPU; the first steps "
+        "are slower while it compiles; sampling stays eager)",
+    )
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,18 @@ class Policy(nn.Module):
     def is_lora(self) -> bool:
         return hasattr(self.lm, "peft_config")
 
+    @property
+    def compiled(self) -> bool:
+        return self.__dict__.get("_update_lm") is not None
+
+    def compile_update_forward(self) -> None:
+        """torch.compile the forward that `response_outputs` runs (the update's, with its
+        backward). Sampling keeps calling `self.lm` eagerly: its shapes change with every
+        token and it runs through the KV cache, where a compiled graph would recompile."""
+        # Kept out of the module tree: the compiled wrapper shares lm's parameters, and a
+        # submodule would list them twice in state_dict and parameters().
+        self.__dict__["_update_lm"] = torch.compile(self.lm, dynamic=True)
+
     def response_outputs(
         self,
         input_ids: torch.Tensor,
@@ -334,9 +346,9 @@ class Policy(nn.Module):
     ) -> ResponseOutput:
         """Logits (and values, and hidden states) at the positions that predict tokens
         prompt_len..end."""
-        return response_outputs(
-            self.lm, input_ids, attention_mask, prompt_len, self.v_head, want_hidden
-        )
+        lm = self.__dict__.get("_update_lm")
+        lm = self.lm if lm is None else lm
+        return response_outputs(lm, input_ids, attention_mask, prompt_len, self.v_head, want_hidden)
 
 
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -507,5 +519,7 @@ def load_models(
                 head.to(device)
     else:
         policy.to(device)
-    reference = Reference(policy)
+    reference = Reference(policy)  # before compiling: a deep copy of the eager model
+    if cfg.compile:
+        policy.compile_update_forward()
     return LoadedModels(policy, reference, tokenizer, device, dtype, source)

@@ -63,6 +63,11 @@ def _check_fsdp(cfg: RunConfig, world: int) -> None:
             "ILQL runs data parallel (torchrun / accelerate without FSDP), not with FSDP: "
             "its own sampling loop does not keep the processes in step"
         )
+    if cfg.model.compile:
+        raise ConfigError(
+            "model.compile is not available with FSDP: turn it off, or run data parallel "
+            "(torchrun / accelerate without FSDP)"
+        )
     if cfg.training.batch_size % world:
         raise ConfigError(
             f"with FSDP, training.batch_size = {cfg.training.batch_size} prompts must split "

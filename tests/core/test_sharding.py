@@ -39,6 +39,7 @@ def test_fsdp_is_not_asked_for_by_a_single_process(monkeypatch) -> None:
     [
         ({"algorithm.name": "ilql"}, "ILQL runs data parallel"),
         ({"training.batch_size": 5}, "must split evenly over 2 processes"),
+        ({"model.compile": True}, "model.compile is not available with FSDP"),
     ],
 )
 def test_fsdp_refuses_what_would_hang_the_processes(monkeypatch, overrides, message) -> None:
