@@ -11,6 +11,7 @@ import torch
 from core.algorithms.ilql import ilql_decode_logits
 from core.config import GenerationConfig, IlqlConfig
 from core.control import Control, Stopped
+from core.kv_cache import cache_kwarg, cache_of
 from core.models import autocast, position_ids_for
 
 
@@ -77,12 +78,12 @@ def ilql_generate(
                 input_ids=step_ids,
                 attention_mask=attn,
                 position_ids=positions,
-                past_key_values=past,
+                **cache_kwarg(lm, past),
                 use_cache=True,
                 output_hidden_states=True,
             )
             _qs, target_qs, v = heads(out.hidden_states[-1][:, -1:])
-        past = out.past_key_values
+        past = cache_of(out)
         logits = ilql_decode_logits(out.logits[:, -1:], target_qs, v, ilql.beta)[:, 0]
         logits = _filter(logits / gen.temperature, gen.top_k, gen.top_p)
         token = draw(torch.softmax(logits, -1))

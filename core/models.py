@@ -21,6 +21,7 @@ from torch import nn
 
 from core import sharding
 from core.config import IlqlConfig, ModelConfig
+from core.kv_cache import cache_kwarg, cache_of
 from core.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -416,7 +417,7 @@ def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: boo
         logits_to_keep=1,
         output_hidden_states=want_hidden,
     )
-    cache = head.past_key_values
+    cache = cache_of(head)
     if not cache_fits(cache):
         out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
         return out.logits, out.hidden
@@ -426,7 +427,7 @@ def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: boo
         input_ids=ids[:, prompt_len:-1],
         attention_mask=attention[:, :-1],
         position_ids=position_ids_for(attention)[:, prompt_len:-1],
-        past_key_values=cache,
+        **cache_kwarg(lm, cache),
         use_cache=True,
         output_hidden_states=want_hidden,
     )

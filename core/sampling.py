@@ -14,6 +14,7 @@ import torch
 from core.config import GenerationConfig
 from core.control import Control, Stopped
 from core.decoding import _filter, draw
+from core.kv_cache import cache_kwarg, cache_of
 from core.models import cache_fits, distinct_rows, position_ids_for
 
 
@@ -71,7 +72,7 @@ def sample(
         use_cache=True,
         logits_to_keep=1,
     )
-    cache = out.past_key_values
+    cache = cache_of(out)
     if not cache_fits(cache):
         return None
     logits = out.logits[:, -1]
@@ -107,7 +108,7 @@ def sample(
             input_ids=token[:, None],
             attention_mask=attn,
             position_ids=position,
-            past_key_values=cache,
+            **cache_kwarg(lm, cache),
             use_cache=True,
         )
         logits = out.logits[:, -1]

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.kv_cache import cache_kwarg, cache_of
 from core.rewards.errors import RewardConfigError, RewardError
 from core.rewards.params import BuiltinSpec, Param
 
@@ -403,14 +404,14 @@ class Judge(CachedScorer):
             firsts.setdefault(first, []).append(second)
         for n, (first, seconds) in enumerate(firsts.items()):
             # Each step appends to the cache in place: copy it unless this is the last use.
-            cache = out.past_key_values
+            cache = cache_of(out)
             if n < len(firsts) - 1:
                 cache = copy.deepcopy(cache)
             step = loaded.model(
                 input_ids=torch.full((batch, 1), first, dtype=torch.long, device=mask.device),
                 attention_mask=torch.cat([mask, mask.new_ones(batch, 1)], dim=1),
                 position_ids=positions[:, -1:] + 1,
-                past_key_values=cache,
+                **cache_kwarg(loaded.model, cache),
                 use_cache=True,
                 logits_to_keep=1,
             )
