@@ -22,8 +22,12 @@ def _first_steps(overrides: dict) -> list[dict]:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"algorithm.name": "grpo", "algorithm.group_size": 4, "training.batch_size": 2}],
-    ids=["ppo", "grpo"],
+    [
+        {},
+        {"algorithm.name": "grpo", "algorithm.group_size": 4, "training.batch_size": 2},
+        {"model.lora_r": 8},  # peft's wrapper compiled around the model
+    ],
+    ids=["ppo", "grpo", "ppo-lora"],
 )
 def test_a_compiled_update_gives_the_eager_numbers(overrides) -> None:
     eager = _first_steps(overrides)
