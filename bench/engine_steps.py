@@ -113,6 +113,8 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compile and args.algorithms:
+        parser.error("--compile takes --recipes, not --algorithms")
     if args.child:
         print(json.dumps(measure(args.child, args.steps, json.loads(args.overrides))))
         return 0

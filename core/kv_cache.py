@@ -9,9 +9,21 @@ import inspect
 
 
 @functools.cache
+def _release_keyword() -> str:
+    """The name this transformers release uses, read off its reference model (Llama)."""
+    from transformers import LlamaForCausalLM
+
+    params = inspect.signature(LlamaForCausalLM.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+@functools.cache
 def _keyword(cls: type) -> str:
     params = inspect.signature(cls.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    for name in ("cache", "past_key_values"):
+        if name in params:
+            return name
+    return _release_keyword()  # forward(**kwargs): a wrapper passing them on
 
 
 def cache_kwarg(lm, cache) -> dict:
@@ -21,6 +33,7 @@ def cache_kwarg(lm, cache) -> dict:
 
 
 def cache_of(out):
-    """The KV cache a forward with use_cache=True returned."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+    """The KV cache a forward with use_cache=True returned (None when it returned none)."""
+    if "cache" in getattr(type(out), "__dataclass_fields__", {}):
+        return out.cache
+    return getattr(out, "past_key_values", None)

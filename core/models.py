@@ -10,6 +10,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from core import sharding
-from core.config import IlqlConfig, ModelConfig
+from core.config import ConfigError, IlqlConfig, ModelConfig
 from core.kv_cache import cache_kwarg, cache_of
 from core.paths import cache_dir
 
@@ -347,8 +348,10 @@ class Policy(nn.Module):
     ) -> ResponseOutput:
         """Logits (and values, and hidden states) at the positions that predict tokens
         prompt_len..end."""
-        lm = self.__dict__.get("_update_lm")
-        lm = self.lm if lm is None else lm
+        compiled = self.__dict__.get("_update_lm")
+        # Only where a backward follows: a no-grad call (ILQL's scoring) would compile a
+        # second graph for a single cheap forward.
+        lm = compiled if compiled is not None and torch.is_grad_enabled() else self.lm
         return response_outputs(lm, input_ids, attention_mask, prompt_len, self.v_head, want_hidden)
 
 
@@ -464,6 +467,22 @@ class Reference:
             return response_outputs(lm, input_ids, attention_mask, prompt_len).logits
 
 
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile's inductor cannot build kernels here, or None. Checked before
+    loading the model: otherwise the failure would surface at the first update."""
+    if getattr(sys, "frozen", False):
+        # Inductor compiles in worker processes started from sys.executable: in the
+        # packaged app that is the studio itself.
+        return "the packaged app cannot compile kernels (a pip install of rlstudio can)"
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "it needs the triton package on a GPU (pip install triton)"
+    if device.type == "cpu" and not any(
+        shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c
+    ):
+        return "it needs a C++ compiler on a CPU (g++ or clang++ on the PATH, or $CXX)"
+    return None
+
+
 def apply_lora(lm: nn.Module, cfg: ModelConfig) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -498,6 +517,8 @@ def load_models(
     """Policy (+ value head, + LoRA) and reference on the chosen device."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(device, cfg.dtype)
+    if cfg.compile and (why := compile_unavailable(device)):
+        raise ConfigError(f"model.compile cannot run here: {why}; turn it off")
     lm, tokenizer, source = load_lm(cfg.name, seed=seed, progress=progress)
     lm.generation_config.pad_token_id = tokenizer.pad_token_id
     if cfg.gradient_checkpointing:

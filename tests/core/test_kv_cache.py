@@ -3,7 +3,10 @@ it (5.2x on), `past_key_values` before."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import inspect
+from dataclasses import dataclass
+
+from transformers import LlamaForCausalLM
 
 from core.kv_cache import cache_kwarg, cache_of
 from core.models import load_lm
@@ -15,6 +18,20 @@ class _Old:
 
 class _New:
     def forward(self, input_ids, cache=None, use_cache=None): ...
+
+
+class _KwargsOnly:  # a forward that names neither: this release's name
+    def forward(self, input_ids, **kwargs): ...
+
+
+@dataclass
+class _OldOutput:
+    past_key_values: object = None
+
+
+@dataclass
+class _NewOutput:
+    cache: object = None
 
 
 class _Wrapped:  # as peft's PeftModel: forward(**kwargs), the base model behind it
@@ -31,14 +48,20 @@ def test_the_keyword_is_the_one_the_model_s_forward_takes() -> None:
     assert cache_kwarg(_Old(), "kv") == {"past_key_values": "kv"}
     assert cache_kwarg(_New(), "kv") == {"cache": "kv"}
     assert cache_kwarg(_Wrapped(_New()), "kv") == {"cache": "kv"}
-    assert cache_of(SimpleNamespace(past_key_values="kv")) == "kv"
-    assert cache_of(SimpleNamespace(cache="kv", past_key_values=None)) == "kv"
+    release = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else None
+    assert cache_kwarg(_KwargsOnly(), "kv") == {release or "past_key_values": "kv"}
+    assert cache_of(_OldOutput("kv")) == "kv"
+    assert cache_of(_NewOutput("kv")) == "kv"
+    assert cache_of(_NewOutput(None)) is None
 
 
 def test_a_cache_from_the_real_model_feeds_the_next_token() -> None:
     import torch
 
     lm = load_lm("tiny-random")[0].eval()
+    # The installed transformers (5.24 here) takes `cache`: no deprecated name is passed.
+    if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters:
+        assert list(cache_kwarg(lm, None)) == ["cache"]
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         whole = lm(input_ids=ids).logits[:, -1]
