@@ -316,6 +316,10 @@ class Policy(nn.Module):
         super().__init__()
         self.lm = lm
         self.ilql_heads = ilql_heads
+        # The compiled update forward (compile_update_forward), kept out of the module tree:
+        # it shares lm's parameters, and a submodule would list them twice in state_dict and
+        # parameters().
+        self.__dict__["_update_lm"] = None
         hidden = lm.config.hidden_size
         self.v_head = nn.Linear(hidden, 1) if value_head else None
         if self.v_head is not None:
@@ -329,14 +333,12 @@ class Policy(nn.Module):
 
     @property
     def compiled(self) -> bool:
-        return self.__dict__.get("_update_lm") is not None
+        return self._update_lm is not None
 
     def compile_update_forward(self) -> None:
         """torch.compile the forward that `response_outputs` runs (the update's, with its
         backward). Sampling keeps calling `self.lm` eagerly: its shapes change with every
         token and it runs through the KV cache, where a compiled graph would recompile."""
-        # Kept out of the module tree: the compiled wrapper shares lm's parameters, and a
-        # submodule would list them twice in state_dict and parameters().
         self.__dict__["_update_lm"] = torch.compile(self.lm, dynamic=True)
 
     def response_outputs(
@@ -348,10 +350,10 @@ class Policy(nn.Module):
     ) -> ResponseOutput:
         """Logits (and values, and hidden states) at the positions that predict tokens
         prompt_len..end."""
-        compiled = self.__dict__.get("_update_lm")
         # Only where a backward follows: a no-grad call (ILQL's scoring) would compile a
         # second graph for a single cheap forward.
-        lm = compiled if compiled is not None and torch.is_grad_enabled() else self.lm
+        compiled = self.compiled and torch.is_grad_enabled()
+        lm = self._update_lm if compiled else self.lm
         return response_outputs(lm, input_ids, attention_mask, prompt_len, self.v_head, want_hidden)
 
 
