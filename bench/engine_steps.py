@@ -44,7 +44,7 @@ def measure(recipe: str, steps: int, overrides: dict | None = None) -> dict:
 
     from core.config import load_config, with_overrides
     from core.events import Metrics
-    from core.train import train
+    from core.training.loop import train
 
     cfg = load_config(ROOT / "assets" / "recipes" / f"{recipe}.toml")
     cfg = with_overrides(

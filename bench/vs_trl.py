@@ -87,21 +87,21 @@ def our_config(s: dict):
 def ours_steps(s: dict, trained: dict | None = None) -> list[dict]:
     """Per-step timings of our engine, from its own Metrics events. With `trained`, its
     "lm" is the policy's model when the run has ended."""
-    import core.train
+    import core.training.loop
     from core.events import Metrics
 
     if trained is not None:
-        load = core.train.load_models
+        load = core.training.loop.load_models
 
         def keep(*args, **kwargs):
             models = load(*args, **kwargs)
             trained["lm"] = models.policy.lm
             return models
 
-        core.train.load_models = keep  # train() looks it up in its module at each call
+        core.training.loop.load_models = keep  # train() looks it up in its module at each call
     n = s["prompts"] * s["generations"]
     rows = []
-    for event in core.train.train(our_config(s)):
+    for event in core.training.loop.train(our_config(s)):
         if isinstance(event, Metrics):
             v = event.values
             rollout = v["time/rollout_s"] + v["time/reward_s"]  # generation, logprobs, reward
@@ -229,7 +229,7 @@ def trl_steps(s: dict, trained: dict | None = None) -> list[dict]:
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    from core.models import default_model_dir, load_tokenizer
+    from core.lm.sources import default_model_dir, load_tokenizer
     from core.rewards import BUILTINS
 
     source = str(default_model_dir())
@@ -304,10 +304,10 @@ def trl_steps(s: dict, trained: dict | None = None) -> list[dict]:
 def ppo_steps(s: dict) -> list[dict]:
     """Our PPO on sentiment_ppo. The engine logs rollout, reward and update only; timers
     wrapped around its scoring pass and the reference split the rollout further."""
-    import core.rollout
+    import core.generation.rollout
     from core.config import load_config, with_overrides
     from core.events import Metrics
-    from core.train import train
+    from core.training.loop import train
 
     spent = {"score": 0.0, "reference": 0.0}
 
@@ -324,8 +324,10 @@ def ppo_steps(s: dict) -> list[dict]:
         return wrapped
 
     # generate_rollout and _score look these up in their module at each call: the patch takes.
-    core.rollout._score = timer(core.rollout._score, "score")
-    core.rollout._reference_logits = timer(core.rollout._reference_logits, "reference")
+    core.generation.rollout._score = timer(core.generation.rollout._score, "score")
+    core.generation.rollout._reference_logits = timer(
+        core.generation.rollout._reference_logits, "reference"
+    )
     cfg = with_overrides(
         load_config(PPO_RECIPE),
         {
@@ -382,7 +384,7 @@ def final_reward(lm, s: dict) -> dict:
     import torch
 
     from core.data import format_prompt, load_prompts
-    from core.models import default_model_dir, load_tokenizer
+    from core.lm.sources import default_model_dir, load_tokenizer
     from core.rewards import BUILTINS
 
     cfg = our_config(s)
@@ -427,7 +429,7 @@ def child(side: str, s: dict) -> dict:
     if side == "base":  # the untrained model, scored as the trained ones are
         from transformers import AutoModelForCausalLM
 
-        from core.models import default_model_dir
+        from core.lm.sources import default_model_dir
 
         lm = AutoModelForCausalLM.from_pretrained(str(default_model_dir()), dtype=torch.float32)
         return {"side": side, "settings": s, "final": final_reward(lm, s)}
@@ -552,7 +554,7 @@ def print_ppo(run: dict, summary: dict) -> None:
         f"median of {len(steps)} timed steps. "
         f"The engine logs {', '.join(sorted(first['logged']))}; "
         "it logs no reference / values split: those two columns come from timers this "
-        "benchmark wraps around core.rollout._score and core.rollout._reference_logits "
+        "benchmark wraps around _score and _reference_logits in core.generation.rollout "
         "(values ride on the policy's forward pass, which also gives the rollout logprobs).\n"
     )
     print("| " + " | ".join(PPO_COLUMNS) + " | peak MB |")

@@ -1,15 +1,13 @@
 """Pause / resume / stop for a running loop, safe to call from any thread.
 
-The loop checks it between steps and, through `GenerationGate`, between generated
-tokens, so a stop lands within one token's time rather than one step's.
+The loop checks it between steps and, through the sampler (and `GenerationGate` for
+generate()), between generated tokens, so a stop lands within one token's time
+rather than one step's.
 """
 
 from __future__ import annotations
 
 import threading
-
-import torch
-from transformers import StoppingCriteria
 
 
 class Stopped(Exception):
@@ -62,17 +60,3 @@ class Control:
         self._running.wait()
         if self._stop.is_set():
             raise Stopped
-
-
-class GenerationGate(StoppingCriteria):
-    """Holds generation while paused and ends it on stop, between two tokens."""
-
-    def __init__(self, control: Control) -> None:
-        self.control = control
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
-    ) -> torch.BoolTensor:
-        self.control.wait_while_paused()
-        done = self.control.stopped
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from core.config import ConfigError
 from core.data import DataError
-from core.models import ModelError
+from core.lm.device import ModelError
 from core.rewards import RewardConfigError, RewardError
 from core.store import RunNotFound
 from core.store.backup import MigrationError

@@ -4,14 +4,27 @@ process boundaries (the studio's worker, the CLI, the store writer)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+
+
+class RunState(StrEnum):
+    """The states a run passes through, as `Status` events carry them. The store's
+    `RunStatus` holds the same values (plus `pending` and `interrupted`, which only the
+    store knows). A StrEnum: equal to its plain string, so stored and sent values match."""
+
+    LOADING = "loading"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class Status:
     """A change of state; `message` says why (loading, paused by the user, an error...)."""
 
-    state: str  # loading | running | paused | completed | stopped | failed
+    state: RunState
     message: str = ""
     step: int = 0
     total_steps: int = 0
@@ -26,14 +39,20 @@ class Metrics:
 
 @dataclass(frozen=True)
 class Sample:
+    """One completion of a step (`idx`: its place among that step's samples), as the loop
+    sends it, the store keeps it and the samples table shows it. A stored sample may lack
+    its per-token lists (None), and its numbers may be None where NaN was recorded."""
+
+    step: int
     prompt: str
     completion: str
-    reward: float
-    components: dict[str, float]
-    tokens: list[str]
-    logprobs: list[float]
-    kl: list[float]
-    advantages: list[float]
+    reward: float | None
+    components: dict[str, float | None]
+    tokens: list[str] | None = None
+    logprobs: list[float | None] | None = None
+    kl: list[float | None] | None = None
+    advantages: list[float | None] | None = None
+    idx: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,19 +91,3 @@ class RewardFailure:
 
 
 Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure
-
-
-def as_record(sample: Sample, step: int, idx: int) -> dict[str, Any]:
-    """A sample as the store's row dict."""
-    return {
-        "step": step,
-        "idx": idx,
-        "prompt": sample.prompt,
-        "completion": sample.completion,
-        "reward": sample.reward,
-        "components": sample.components,
-        "tokens": sample.tokens,
-        "logprobs": sample.logprobs,
-        "kl": sample.kl,
-        "advantages": sample.advantages,
-    }

@@ -91,11 +91,11 @@ def export_samples(store: Store, run_id: int, path: str | Path, page: int = 1000
 
 def export_run_model(store: Store, run_id: int, out: str | Path) -> tuple[Path, int]:
     """The run's newest checkpoint on disk as a folder plain transformers loads."""
-    from core.checkpoint import export_model
     from core.runner import run_config
+    from core.training.checkpoint import export_model
 
     cfg = run_config(store, run_id)
-    ckpt = next((c for c in reversed(store.checkpoints(run_id)) if Path(c.path).is_dir()), None)
+    ckpt = store.newest_checkpoint_on_disk(run_id)
     if ckpt is None:
         raise RunStateError(f"run {run_id} has no checkpoint on disk to export")
     path = export_model(

@@ -14,17 +14,17 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from core import distributed
 from core.config import RunConfig, from_dict, to_dict, validate
 from core.control import Control
 from core.data import load_prompts
 from core.errors import RunStateError
-from core.events import Checkpoint, Event, Log, Metrics, RewardFailure, Samples, Status, as_record
-from core.models import TINY_RANDOM, resolve_source
+from core.events import Checkpoint, Event, Log, Metrics, RewardFailure, Samples, Status
+from core.lm.sources import TINY_RANDOM, resolve_source
+from core.parallel import distributed
 from core.paths import data_dir
 from core.rewards import RewardError
 from core.store import RunRecorder, RunStatus, Store
-from core.train import build_run_reward, train
+from core.training.loop import build_run_reward, train
 
 EventCallback = Callable[[Event], None]
 
@@ -124,10 +124,8 @@ def resume_run(
             )
             store.set_total_steps(run_id, steps)
         from_step = 0
-        for ckpt in reversed(store.checkpoints(run_id)):
-            if Path(ckpt.path).is_dir():
-                resume_from, from_step = Path(ckpt.path), ckpt.step
-                break
+        if (ckpt := store.newest_checkpoint_on_disk(run_id)) is not None:
+            resume_from, from_step = Path(ckpt.path), ckpt.step
         store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
     cfg, resume_from = distributed.broadcast((cfg, resume_from))
     _drive(cfg, store, run_id, control, on_event, resume_from, progress)
@@ -198,7 +196,7 @@ def _record(recorder: RunRecorder, event: Event) -> None:
     if isinstance(event, Metrics):
         recorder.metrics(event.step, event.wall_time, event.values)
     elif isinstance(event, Samples):
-        recorder.samples([as_record(s, event.step, i) for i, s in enumerate(event.rows)])
+        recorder.samples([dataclasses.asdict(s) for s in event.rows])
     elif isinstance(event, Checkpoint):
         # after the rows up to this step: they are safe before the checkpoint is listed
         recorder.checkpoint(event.step, event.path)
@@ -216,12 +214,12 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
     import torch
 
     from core.algorithms import ALGORITHMS
-    from core.checkpoint import load_checkpoint
-    from core.evaluation import evaluate, heldout_split
-    from core.models import load_models
+    from core.lm.policy import load_models
+    from core.training.checkpoint import load_checkpoint
+    from core.training.evaluation import evaluate, heldout_split
 
     cfg = run_config(store, run_id)
-    ckpt = next((c for c in reversed(store.checkpoints(run_id)) if Path(c.path).is_dir()), None)
+    ckpt = store.newest_checkpoint_on_disk(run_id)
     if ckpt is None:
         raise RunStateError(f"run {run_id} has no checkpoint on disk to evaluate")
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
@@ -262,8 +260,8 @@ def rate_completions(cfg: RunConfig, out: Path, per_prompt: int = 1, progress=No
     import torch
 
     from core.data import format_prompt
-    from core.models import load_models
-    from core.rollout import generate_rollout
+    from core.generation.rollout import generate_rollout
+    from core.lm.policy import load_models
 
     torch.manual_seed(cfg.training.seed)
     models = load_models(cfg.model, value_head=False, seed=cfg.training.seed, progress=progress)

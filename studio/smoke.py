@@ -53,7 +53,8 @@ def _check_all(home: Path) -> None:
     _check_schema(db_url)
     _ok("database created at the current schema", t)
     t = time.monotonic()
-    from core.models import ModelError, bundled_gguf
+    from core.lm.device import ModelError
+    from core.lm.sources import bundled_gguf
 
     try:
         gguf = bundled_gguf()  # converted on first use; needs no network

@@ -7,18 +7,17 @@ from dataclasses import dataclass
 
 import torch
 
-from core import distributed, sharding
 from core.algorithms.common import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,
     clip_scores,
-    entropy_from_logits,
     kl_k1,
-    logprobs_from_logits,
 )
 from core.config import AlgorithmConfig
-from core.models import autocast
+from core.lm.device import autocast
+from core.lm.forward import entropy_from_logits, logprobs_from_logits
+from core.parallel import distributed, sharding
 
 
 @dataclass

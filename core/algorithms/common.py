@@ -14,10 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-
-# Above this many float32 elements per chunk, logits are processed in several chunks.
-_CHUNK_ELEMENTS = 1 << 26
 
 
 def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -74,59 +70,6 @@ def masked_whiten(
     if not shift_mean:
         out = out + mean
     return masked_fill_zero(out, m)
-
-
-def _row_chunks(flat: torch.Tensor, chunk_size: int | None) -> tuple[torch.Tensor, ...]:
-    """Returns [N, V] split along N into chunks holding at most chunk_size rows."""
-    n, v = flat.shape
-    if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ELEMENTS // max(v, 1))
-    return torch.split(flat, max(1, min(chunk_size, max(n, 1))), dim=0)
-
-
-def logprobs_from_logits(
-    logits: torch.Tensor, tokens: torch.Tensor, chunk_size: int | None = None
-) -> torch.Tensor:
-    """Returns float32 [B, R]: log-softmax of logits [B, R, V] at the ids in tokens [B, R].
-
-    Works on chunks of at most ``chunk_size`` token positions (default: sized so one chunk's
-    float32 copy is at most 2**26 elements), so the only [B, R, V]-sized float32 memory is the
-    chunks' log-softmax outputs (kept by autograd when grads are needed).
-    """
-    v = logits.shape[-1]
-    flat = logits.reshape(-1, v)
-    ids = tokens.reshape(-1, 1).long()
-    out = []
-    start = 0
-    for chunk in _row_chunks(flat, chunk_size):
-        stop = start + chunk.shape[0]
-        logp = F.log_softmax(chunk, dim=-1, dtype=torch.float32)
-        out.append(logp.gather(-1, ids[start:stop]).squeeze(-1))
-        start = stop
-    if not out:
-        return torch.zeros(tokens.shape, dtype=torch.float32, device=logits.device)
-    return torch.cat(out).reshape(tokens.shape)
-
-
-def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-    """Returns float32 [B, R]: entropy of the softmax distribution of logits [B, R, V].
-
-    Chunked over token positions like ``logprobs_from_logits``.
-    """
-    v = logits.shape[-1]
-    flat = logits.reshape(-1, v)
-    out = []
-    for chunk in _row_chunks(flat, chunk_size):
-        logp = F.log_softmax(chunk, dim=-1, dtype=torch.float32)
-        out.append(-(logp.exp() * logp).sum(-1))
-    if not out:
-        return torch.zeros(logits.shape[:-1], dtype=torch.float32, device=logits.device)
-    return torch.cat(out).reshape(logits.shape[:-1])
-
-
-# --- KL estimators (Schulman, "Approximating KL Divergence", 2020) --------------------------
-# Each takes per-token log-probs of the sampled tokens under the policy (logp) and the
-# reference model (ref_logp) and estimates KL(policy || reference) per token.
 
 
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

@@ -11,18 +11,18 @@ import math
 
 import torch
 
-from core import distributed
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
     _bool_mask,
     explained_variance,
     kl_estimate,
-    logprobs_from_logits,
     masked_fill_zero,
     masked_mean,
     masked_whiten,
 )
-from core.models import autocast
+from core.lm.device import autocast
+from core.lm.forward import logprobs_from_logits
+from core.parallel import distributed
 
 
 @torch.no_grad()

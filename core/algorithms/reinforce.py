@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from core import distributed
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
     _bool_mask,
@@ -17,6 +16,7 @@ from core.algorithms.common import (
     masked_fill_zero,
     masked_sum,
 )
+from core.parallel import distributed
 
 
 class MovingAverageBaseline:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.kv_cache import cache_kwarg, cache_of
+from core.lm.kv_cache import cache_kwarg, cache_of
 from core.rewards.errors import RewardConfigError, RewardError
 from core.rewards.params import BuiltinSpec, Param
 
@@ -71,7 +71,7 @@ Pair = tuple[str, str]
 
 def check_device(component: str, value: str) -> torch.device:
     """The device now, so "cuda" on a machine without one fails before training starts."""
-    from core.models import ModelError, resolve_device
+    from core.lm.device import ModelError, resolve_device
 
     try:
         return resolve_device(value)
@@ -146,7 +146,7 @@ def shared_model(key: tuple, load: Callable[[], tuple[Any, Any]], device: torch.
     """
     import torch
 
-    from core.models import resolve_dtype
+    from core.lm.device import resolve_dtype
 
     with _load_lock:
         if key not in _loaded:
@@ -305,7 +305,7 @@ class Judge(CachedScorer):
         self._tokens: Any = None
 
     def _loaded(self) -> LoadedScorer:
-        from core.models import load_lm
+        from core.lm.sources import load_lm
 
         def load():
             log.info("loading the judge %s on %s", self.model_name, self.device)
@@ -352,7 +352,8 @@ class Judge(CachedScorer):
     def score_batch(self, pairs: list[Pair]) -> list[float]:
         import torch
 
-        from core.models import autocast, position_ids_for
+        from core.lm.device import autocast
+        from core.lm.forward import position_ids_for
 
         loaded = self._loaded()
         tokenizer = loaded.tokenizer

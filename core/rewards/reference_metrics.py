@@ -1,6 +1,6 @@
 """Built-in rewards that compare each completion with a reference text: BLEU, ROUGE-L, chrF.
 
-The metrics are the evaluation's own (``core.eval_metrics``), one completion at a time,
+The metrics are the evaluation's own (``core.text_metrics``), one completion at a time,
 scaled to 0..1. A reference column may hold a text or a list of texts (alternatives).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core import eval_metrics
+from core import text_metrics
 from core.rewards.params import (
     REFERENCE_COLUMN_PARAM,
     BatchedReward,
@@ -33,17 +33,17 @@ def _against_references(
 
 def _bleu(*, tokenizer: Any, reference_column: str, lowercase: bool) -> BatchedReward:
     return _against_references(
-        reference_column, lambda c, r: eval_metrics.sentence_bleu(c, r, lowercase) / 100.0
+        reference_column, lambda c, r: text_metrics.sentence_bleu(c, r, lowercase) / 100.0
     )
 
 
 def _rouge_l(*, tokenizer: Any, reference_column: str) -> BatchedReward:
-    return _against_references(reference_column, eval_metrics.sentence_rouge_l)
+    return _against_references(reference_column, text_metrics.sentence_rouge_l)
 
 
 def _chrf(*, tokenizer: Any, reference_column: str, word_order: int) -> BatchedReward:
     return _against_references(
-        reference_column, lambda c, r: eval_metrics.sentence_chrf(c, r, word_order) / 100.0
+        reference_column, lambda c, r: text_metrics.sentence_chrf(c, r, word_order) / 100.0
     )
 
 

@@ -134,7 +134,7 @@ class SequenceClassifierReward(CachedScorer):
     def score_batch(self, pairs: list[Pair]) -> list[float]:
         import torch
 
-        from core.models import autocast
+        from core.lm.device import autocast
 
         loaded = self._loaded()
         prompts = [p for p, _ in pairs]

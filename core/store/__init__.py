@@ -9,7 +9,6 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
-    SampleRow,
 )
 from core.store.store import Store
 
@@ -21,7 +20,6 @@ __all__ = [
     "RunNotFound",
     "RunRecorder",
     "RunStatus",
-    "SampleRow",
     "Store",
     "StoreUnavailable",
     "default_db_url",

@@ -76,22 +76,6 @@ class MetricSeries:
 
 
 @dataclass(frozen=True)
-class SampleRow:
-    """One recorded completion; the per-token lists are None when not recorded."""
-
-    step: int
-    idx: int
-    prompt: str
-    completion: str
-    reward: float | None
-    components: dict[str, float | None]
-    tokens: list[Any] | None
-    logprobs: list[float | None] | None
-    kl: list[float | None] | None
-    advantages: list[float | None] | None
-
-
-@dataclass(frozen=True)
 class CheckpointInfo:
     """A saved state a run can resume from."""
 

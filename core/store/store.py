@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, up
 from sqlalchemy.orm import Session
 
 from core import __version__
+from core.events import Sample as SampleEvent
 from core.store.engine import default_db_url, open_engine, read_only_engine, shown_url, upgrade
 from core.store.records import (
     FINISHED,
@@ -36,7 +38,6 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
-    SampleRow,
     decode_metric,
     dumps,
     dumps_optional,
@@ -450,7 +451,7 @@ class Store:
 
     def samples(
         self, run_id: int, offset: int = 0, limit: int = 100, step: int | None = None
-    ) -> list[SampleRow]:
+    ) -> list[SampleEvent]:
         """A page of samples ordered by (step, idx), optionally of one step only."""
         query = select(Sample).where(Sample.run_id == run_id)
         if step is not None:
@@ -459,7 +460,7 @@ class Store:
         with self._read() as session:
             self._require_run(session, run_id)
             return [
-                SampleRow(
+                SampleEvent(
                     step=row.step,
                     idx=row.idx,
                     prompt=row.prompt,
@@ -498,6 +499,11 @@ class Store:
     def last_checkpoint(self, run_id: int) -> CheckpointInfo | None:
         found = self.checkpoints(run_id)
         return found[-1] if found else None
+
+    def newest_checkpoint_on_disk(self, run_id: int) -> CheckpointInfo | None:
+        """The newest recorded checkpoint whose folder is still there (resume, evaluate and
+        export use it; a folder deleted by hand is passed over)."""
+        return next((c for c in reversed(self.checkpoints(run_id)) if Path(c.path).is_dir()), None)
 
     def logs(self, run_id: int, limit: int = 200) -> list[LogEntry]:
         """The newest `limit` lines, oldest first (the order a log view shows them)."""

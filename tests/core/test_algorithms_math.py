@@ -16,13 +16,11 @@ from core.algorithms.common import (
     FixedKLController,
     RunningMoments,
     clip_scores,
-    entropy_from_logits,
     explained_variance,
     kl_estimate,
     kl_k1,
     kl_k2,
     kl_k3,
-    logprobs_from_logits,
     masked_mean,
     masked_sum,
     masked_var,
@@ -39,6 +37,7 @@ from core.algorithms.reinforce import (
     reinforce_loss,
     sequence_advantages,
 )
+from core.lm.forward import entropy_from_logits, logprobs_from_logits
 from tests.core.helpers import NAN, close, t
 
 # --- masked reductions -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
+from core.cli.main import main
 from core.store import RunStatus, Store
 from tests.core.helpers import TINY_RECIPE
 

@@ -11,8 +11,8 @@ from torch._dynamo.utils import counters
 
 from core.config import ConfigError
 from core.events import Metrics
-from core.models import load_models
-from core.train import train
+from core.lm.policy import load_models
+from core.training.loop import train
 from tests.core.helpers import tiny_config
 
 # Rewards come from the eager sampling (the same samples); the rest from the update.
@@ -64,7 +64,7 @@ def test_compiling_leaves_the_parameters_and_checkpoint_keys_alone() -> None:
 def test_a_machine_that_cannot_compile_is_told_before_the_model_loads(monkeypatch) -> None:
     cfg = tiny_config({"model.compile": True, "model.device": "cpu"}).model
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr("core.models.shutil.which", lambda _name: None)
+    monkeypatch.setattr("core.lm.device.shutil.which", lambda _name: None)
     with pytest.raises(ConfigError, match="needs a C[+][+] compiler"):
         load_models(cfg, value_head=False)
     monkeypatch.setattr(sys, "frozen", True, raising=False)

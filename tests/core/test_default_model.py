@@ -49,7 +49,7 @@ def test_first_start_converts_the_bundled_model_reporting_percentages(tmp_path):
     loads."""
     from transformers import AutoModelForCausalLM
 
-    from core.models import bundled_gguf, convert_gguf
+    from core.lm.sources import bundled_gguf, convert_gguf
 
     messages: list[str] = []
     out = convert_gguf(bundled_gguf(), tmp_path / "converted", progress=messages.append)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import distributed
+from core.parallel import distributed
 from tests.core.helpers import ROOT, TINY_RECIPE, tiny_config
 
 pytestmark = pytest.mark.slow  # two processes that each load torch and train: a minute
@@ -200,9 +200,9 @@ def _digest(module) -> str:
 def _worker(out_dir: Path) -> None:
     """One rank: 40 PPO steps on the learnable tiny task (global batch 8, 4 prompts per rank)
     and 2 GRPO steps (2 prompts x 4 completions: one whole group per rank)."""
-    from core import rollout
     from core.events import Metrics
-    from core.train import train
+    from core.generation import rollout
+    from core.training.loop import train
 
     with distributed.session():
         assert distributed.world_size() == 2
@@ -217,7 +217,7 @@ def _worker(out_dir: Path) -> None:
             spy.models = models
             return result
 
-        import core.train as train_module
+        import core.training.loop as train_module
 
         train_module.generate_rollout = spy
         # lr 5e-4, not the recipe's 3e-4: at 3e-4 the rise over 40 steps (~0.02-0.03) sat

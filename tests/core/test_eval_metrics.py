@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from core.eval_metrics import (
+from core.text_metrics import (
     bleu,
     chrf,
     distinct_n,

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import export_model, load_checkpoint
-from core.cli import main
+from core.cli.main import main
 from core.events import Checkpoint, Metrics
-from core.models import load_models
+from core.generation.rollout import generate_rollout
+from core.lm.policy import load_models
 from core.rewards import build_reward
-from core.rollout import generate_rollout
 from core.runner import rate_completions
 from core.store import Store
-from core.train import _rated_transitions, train
+from core.training.checkpoint import export_model, load_checkpoint
+from core.training.loop import _rated_transitions, train
 from tests.core.helpers import tiny_config
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from core.models import default_tokenizer_dir, load_tokenizer
+from core.lm.sources import default_tokenizer_dir, load_tokenizer
 from core.rewards import BUILTINS, RewardConfigError, build_reward
 from core.rewards import judge as judge_module
 from core.rewards.builtins import BUILTIN_SPECS

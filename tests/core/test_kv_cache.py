@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from transformers import LlamaForCausalLM
 
-from core.kv_cache import cache_kwarg, cache_of
-from core.models import load_lm
+from core.lm.kv_cache import cache_kwarg, cache_of
+from core.lm.sources import load_lm
 
 
 class _Old:

@@ -8,7 +8,7 @@ import sys
 
 def test_core_imports_no_qt_and_no_studio():
     code = (
-        "import sys, core.cli, core.train, core.runner, core.store, core.rewards\n"
+        "import sys, core.cli, core.training.loop, core.runner, core.store, core.rewards\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'studio')]\n"
         "print(','.join(bad))\n"
     )

@@ -9,7 +9,7 @@ import pytest
 
 from core.control import Control
 from core.events import Checkpoint, Log, Metrics, Samples, Status
-from core.train import train
+from core.training.loop import train
 from tests.core.helpers import tiny_config
 
 REQUIRED_KEYS = {
@@ -146,7 +146,7 @@ def test_stop_in_the_middle_of_generation_is_prompt(tmp_path):
 
 def test_a_stop_while_the_model_loads_ends_the_run_before_any_step(tmp_path):
     from core.control import Stopped
-    from core.models import TINY_RANDOM, load_lm
+    from core.lm.sources import TINY_RANDOM, load_lm
 
     model, tokenizer, _ = load_lm(TINY_RANDOM)
     model.save_pretrained(tmp_path / "model")
@@ -182,7 +182,7 @@ def test_one_pass_takes_old_logprobs_from_its_update_with_the_same_result(monkey
         "training.batch_size": 2,
         "training.steps": 2,
     }
-    import core.train
+    import core.training.loop
 
     asked = []
 
@@ -190,8 +190,8 @@ def test_one_pass_takes_old_logprobs_from_its_update_with_the_same_result(monkey
         asked.append(kwargs["score_policy"])
         return real_rollout(*args, **kwargs)
 
-    real_rollout = core.train.generate_rollout
-    monkeypatch.setattr(core.train, "generate_rollout", rollout)
+    real_rollout = core.training.loop.generate_rollout
+    monkeypatch.setattr(core.training.loop, "generate_rollout", rollout)
     skipped = _metrics(train(tiny_config(settings)))
     monkeypatch.setattr(ALGORITHMS[algorithm], "one_pass", property(lambda self: False))
     scored = _metrics(train(tiny_config(settings)))
@@ -211,7 +211,7 @@ def test_one_pass_takes_old_logprobs_from_its_update_with_the_same_result(monkey
 
 def test_rloo_over_several_minibatches_scores_the_policy_in_the_rollout():
     from core.algorithms import make_algorithm
-    from core.models import load_models
+    from core.lm.policy import load_models
 
     cfg = tiny_config({"algorithm.name": "rloo", "algorithm.minibatches": 2, **GROUPED})
     models = load_models(cfg.model, value_head=False, seed=0)
@@ -221,7 +221,7 @@ def test_rloo_over_several_minibatches_scores_the_policy_in_the_rollout():
 def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from core.checkpoint import export_model
+    from core.training.checkpoint import export_model
 
     cfg = tiny_config({"model.lora_r": 4, "training.steps": 2, "training.checkpoint_every": 1})
     events = list(train(cfg, checkpoint_dir=tmp_path / "ck"))
@@ -238,10 +238,10 @@ def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
 def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, monkeypatch):
     import errno
 
-    import core.checkpoint
+    import core.training.checkpoint
 
     cfg = tiny_config({"training.steps": 4, "training.checkpoint_every": 2})
-    real_save, calls = core.checkpoint.torch.save, []
+    real_save, calls = core.training.checkpoint.torch.save, []
 
     def save_then_fill_the_disk(obj, path):
         calls.append(path)
@@ -249,7 +249,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, mo
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(obj, path)
 
-    monkeypatch.setattr(core.checkpoint.torch, "save", save_then_fill_the_disk)
+    monkeypatch.setattr(core.training.checkpoint.torch, "save", save_then_fill_the_disk)
     with pytest.raises(OSError, match="No space left"):
         list(train(cfg, checkpoint_dir=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]  # no half-written step_4
@@ -295,9 +295,9 @@ def test_online_ilql_logs_its_losses_and_fills_the_replay_buffer():
 @pytest.mark.parametrize("native", [True, False])
 def test_the_log_says_when_this_cpu_could_train_in_bf16(monkeypatch, native):
     """float32 on a CPU with bf16 instructions: the run's log names the faster setting."""
-    import core.models
+    import core.lm.device
 
-    monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: native)
+    monkeypatch.setattr(core.lm.device, "cpu_bf16_native", lambda: native)
     cfg = tiny_config(
         {
             "model.device": "cpu",

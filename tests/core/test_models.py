@@ -6,16 +6,12 @@ import pytest
 import torch
 
 from core.config import GenerationConfig, ModelConfig
-from core.control import Control, GenerationGate, Stopped
-from core.models import (
-    ModelError,
-    load_models,
-    resolve_device,
-    resolve_dtype,
-    resolve_source,
-    response_outputs,
-)
-from core.rollout import generate_rollout, response_mask
+from core.control import Control, Stopped
+from core.generation.rollout import GenerationGate, generate_rollout, response_mask
+from core.lm.device import ModelError, resolve_device, resolve_dtype
+from core.lm.forward import response_outputs
+from core.lm.policy import load_models
+from core.lm.sources import resolve_source
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +159,12 @@ def test_stop_strings_end_a_completion_and_its_mask(tiny):
 
 
 def test_cpu_bf16_hint_only_for_float32_on_a_cpu_with_bf16_instructions(monkeypatch):
-    import core.models
+    import core.lm.device
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: True)
-    assert 'model.dtype = "bfloat16"' in core.models.cpu_bf16_hint(cpu, torch.float32)
-    assert core.models.cpu_bf16_hint(cpu, torch.bfloat16) is None
-    assert core.models.cpu_bf16_hint(torch.device("cuda"), torch.float32) is None
-    monkeypatch.setattr(core.models, "cpu_bf16_native", lambda: False)
-    assert core.models.cpu_bf16_hint(cpu, torch.float32) is None
+    monkeypatch.setattr(core.lm.device, "cpu_bf16_native", lambda: True)
+    assert 'model.dtype = "bfloat16"' in core.lm.device.cpu_bf16_hint(cpu, torch.float32)
+    assert core.lm.device.cpu_bf16_hint(cpu, torch.bfloat16) is None
+    assert core.lm.device.cpu_bf16_hint(torch.device("cuda"), torch.float32) is None
+    monkeypatch.setattr(core.lm.device, "cpu_bf16_native", lambda: False)
+    assert core.lm.device.cpu_bf16_hint(cpu, torch.float32) is None

@@ -130,7 +130,7 @@ def test_a_run_on_postgres_is_live_to_a_reader_and_survives_a_server_restart(
 
 
 def test_the_cli_names_an_unreachable_postgres_url_in_one_line_without_its_password(capsys):
-    from core.cli import main
+    from core.cli.main import main
 
     port = free_port()  # nothing listens there
     url = f"postgresql+psycopg://me:s3cret@127.0.0.1:{port}/runs"

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from core.resources import _glibc, hold_freed_memory, peak_memory_mb
+from core.training.memory import _glibc, hold_freed_memory, peak_memory_mb
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or _glibc() is None, reason="glibc's malloc only"

@@ -20,7 +20,7 @@ from core.events import Checkpoint, Log, Metrics, RewardFailure, Status
 from core.rewards import RewardError
 from core.runner import resume_run, start_run
 from core.store import RunStatus, Store
-from core.train import _standardised, train
+from core.training.loop import _standardised, train
 from tests.core.helpers import tiny_config
 
 STEPS, BATCH = 3, 4

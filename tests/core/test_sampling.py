@@ -7,9 +7,15 @@ import torch
 
 from core.config import GenerationConfig, ModelConfig
 from core.control import Control, Stopped
-from core.models import load_models, position_ids_for, response_outputs
-from core.rollout import _end_ids, generate_rollout, response_logits_shared, response_mask
-from core.sampling import sample
+from core.generation.rollout import (
+    _end_ids,
+    generate_rollout,
+    response_logits_shared,
+    response_mask,
+)
+from core.generation.sampler import sample
+from core.lm.forward import position_ids_for, response_outputs
+from core.lm.policy import load_models
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +162,8 @@ def test_shared_prompt_scoring_equals_one_full_forward(tiny):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_packed_linears_give_the_dense_logits_and_put_the_model_back(tiny, dtype):
-    from core.models import autocast
-    from core.packed_linear import available, packed_linears
+    from core.lm.device import autocast
+    from core.lm.packed_linear import available, packed_linears
 
     lm = tiny.policy.lm.eval()
     enc = encode(tiny, PROMPTS)
@@ -179,7 +185,7 @@ def test_packed_linears_give_the_dense_logits_and_put_the_model_back(tiny, dtype
 
 
 def test_packed_linears_leave_a_model_on_another_device_or_dtype_alone(tiny):
-    from core.packed_linear import packed_linears
+    from core.lm.packed_linear import packed_linears
 
     lm = tiny.policy.lm
     with packed_linears(lm, 4, torch.float16):
@@ -187,7 +193,7 @@ def test_packed_linears_leave_a_model_on_another_device_or_dtype_alone(tiny):
 
 
 def test_greedy_tokens_are_the_same_with_packed_weights(tiny):
-    from core.packed_linear import packed_linears
+    from core.lm.packed_linear import packed_linears
 
     tok, lm = tiny.tokenizer, tiny.policy.lm.eval()
     enc = encode(tiny, PROMPTS)
@@ -199,7 +205,7 @@ def test_greedy_tokens_are_the_same_with_packed_weights(tiny):
 
 
 def test_draw_keeps_zero_odds_at_zero_and_refuses_nan():
-    from core.decoding import draw
+    from core.generation.sampler import draw
 
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
     torch.manual_seed(0)

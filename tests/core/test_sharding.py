@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import sharding
 from core.config import ConfigError
-from core.train import train
+from core.parallel import sharding
+from core.training.loop import train
 from tests.core.helpers import tiny_config
 
 
@@ -45,6 +45,6 @@ def test_fsdp_is_not_asked_for_by_a_single_process(monkeypatch) -> None:
 def test_fsdp_refuses_what_would_hang_the_processes(monkeypatch, overrides, message) -> None:
     monkeypatch.setenv("RLSTUDIO_FSDP", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setattr("core.distributed.world_size", lambda: 2)
+    monkeypatch.setattr("core.parallel.distributed.world_size", lambda: 2)
     with pytest.raises(ConfigError, match=message):
         next(iter(train(tiny_config(overrides))))

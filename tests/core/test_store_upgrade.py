@@ -125,7 +125,7 @@ def test_a_failed_backup_leaves_the_database_as_it_was(
 
 
 def test_the_cli_says_where_the_old_copy_is(tmp_path: Path, capsys) -> None:
-    from core.cli import main
+    from core.cli.main import main
 
     url = _old_database(tmp_path / "rlstudio.db")
     assert main(["runs", "--db", url]) == 0

@@ -15,10 +15,10 @@ import torch
 from core.config import RunConfig
 from core.control import Control
 from core.data import PromptSet, format_prompt
-from core.eval_metrics import perplexity, split_heldout, text_metrics
-from core.models import LoadedModels
+from core.generation.rollout import generate_rollout
+from core.lm.policy import LoadedModels
 from core.rewards.scores import component_means
-from core.rollout import generate_rollout
+from core.text_metrics import perplexity, split_heldout, text_metrics
 
 REFERENCE_COLUMN = "reference"
 

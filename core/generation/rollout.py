@@ -6,20 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteria
 
-from core import sharding
-from core.algorithms.common import entropy_from_logits, logprobs_from_logits
+from core.algorithms.ilql.decoding import ilql_generate
 from core.config import GenerationConfig, IlqlConfig
-from core.control import Control, GenerationGate, Stopped
-from core.decoding import ilql_generate
-from core.models import (
-    LoadedModels,
+from core.control import Control, Stopped
+from core.generation.sampler import sample
+from core.lm.device import autocast
+from core.lm.forward import (
     ResponseOutput,
-    autocast,
+    entropy_from_logits,
+    logprobs_from_logits,
     response_logits_shared,
 )
-from core.packed_linear import packed_linears
-from core.sampling import sample
+from core.lm.packed_linear import packed_linears
+from core.lm.policy import LoadedModels
+from core.parallel import sharding
 
 
 @dataclass
@@ -49,6 +51,20 @@ class Rollout:
         """The prompt set's columns for the reward, plus ``finished``: per completion,
         whether it ended by itself (EOS or a stop string) rather than at max_new_tokens."""
         return {**columns, "finished": self.ended.tolist()}
+
+
+class GenerationGate(StoppingCriteria):
+    """Holds generation while paused and ends it on stop, between two tokens."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+    ) -> torch.BoolTensor:
+        self.control.wait_while_paused()
+        done = self.control.stopped
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
 def response_mask(response: torch.Tensor, end_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +125,7 @@ def generate_rollout(
     forward (logprobs and entropy stay None) for an algorithm that makes exactly one
     gradient pass: its own forward, before the weights move, gives the same numbers.
     `sampler="generate"` samples with transformers' generate() instead of our loop
-    (`core.sampling`, which falls back to it for a model whose cache it cannot handle)."""
+    (`core.generation.sampler`, which falls back to it for a model whose cache it cannot handle)."""
     tokenizer, lm = models.tokenizer, models.policy.lm
     enc = tokenizer(
         prompts,

@@ -8,41 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from core.algorithms.ilql import ilql_decode_logits
+from core.algorithms.ilql.losses import ilql_decode_logits
 from core.config import GenerationConfig, IlqlConfig
 from core.control import Control, Stopped
-from core.kv_cache import cache_kwarg, cache_of
-from core.models import autocast, position_ids_for
-
-
-def _filter(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Top-k then nucleus filtering, as generate() applies them."""
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, -torch.inf)
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = torch.softmax(sorted_logits, -1).cumsum(-1)
-        drop = cum - torch.softmax(sorted_logits, -1) > top_p  # keep the token crossing top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -torch.inf)
-    return logits
-
-
-def draw(probs: torch.Tensor) -> torch.Tensor:
-    """One index per row of `probs` [N, V], by inverting the running sum at one uniform
-    draw per row. torch.multinomial draws an exponential per vocabulary entry: 8 ms a
-    token for 8 rows of 49k on a CPU core, against 2 ms here. float64 keeps the running
-    sum exact enough that the rarest tokens keep their odds."""
-    # MPS has no float64.
-    cdf = probs.to(torch.float32 if probs.device.type == "mps" else torch.float64).cumsum(-1)
-    total = cdf[:, -1:]
-    if not bool(torch.isfinite(total).all()):
-        raise FloatingPointError(
-            "the next-token probabilities hold NaN or inf: the model's weights or logits have "
-            "diverged (try a lower training.learning_rate)"
-        )
-    u = torch.rand(probs.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * total
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+from core.generation.sampler import draw, filter_logits
+from core.lm.device import autocast
+from core.lm.forward import position_ids_for
+from core.lm.kv_cache import cache_kwarg, cache_of
 
 
 @torch.no_grad()
@@ -85,7 +57,7 @@ def ilql_generate(
             _qs, target_qs, v = heads(out.hidden_states[-1][:, -1:])
         past = cache_of(out)
         logits = ilql_decode_logits(out.logits[:, -1:], target_qs, v, ilql.beta)[:, 0]
-        logits = _filter(logits / gen.temperature, gen.top_k, gen.top_p)
+        logits = filter_logits(logits / gen.temperature, gen.top_k, gen.top_p)
         token = draw(torch.softmax(logits, -1))
         if explore and ilql.exploration == "epsilon" and ilql.epsilon > 0:
             uniform = torch.randint(0, logits.shape[-1], token.shape, device=token.device)

@@ -18,14 +18,12 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from core import distributed, sharding
 from core.algorithms import ALGORITHMS, make_algorithm
 from core.algorithms.common import RunningMoments, masked_mean
-from core.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.algorithms.ilql.replay import Transition, collate
 from core.config import ConfigError, RunConfig, validate
 from core.control import Control, Stopped
 from core.data import PromptSampler, format_prompt, load_prompts, load_rated
-from core.evaluation import evaluate, heldout_split
 from core.events import (
     Checkpoint,
     Event,
@@ -36,12 +34,15 @@ from core.events import (
     Samples,
     Status,
 )
-from core.models import LoadedModels, cpu_bf16_hint, load_models
-from core.replay import Transition, collate
-from core.resources import hold_freed_memory, peak_memory_mb
+from core.generation.rollout import Rollout, generate_rollout
+from core.lm.device import cpu_bf16_hint
+from core.lm.policy import LoadedModels, load_models
+from core.parallel import distributed, sharding
 from core.rewards import CompositeReward, RewardError, build_reward
 from core.rewards.scores import component_means
-from core.rollout import Rollout, generate_rollout
+from core.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.training.evaluation import evaluate, heldout_split
+from core.training.memory import hold_freed_memory, peak_memory_mb
 
 T = TypeVar("T")
 
@@ -105,7 +106,7 @@ def _make_optimizer(cfg: RunConfig, policy):
     return optimizer, scheduler
 
 
-def _samples(models: LoadedModels, rollout: Rollout, prompts, result, update, n) -> tuple:
+def _samples(models: LoadedModels, rollout: Rollout, prompts, result, update, n, step) -> tuple:
     """The first n completions with per-token logprob, KL and advantage, as plain lists."""
     rows = []
     tok = models.tokenizer
@@ -114,6 +115,8 @@ def _samples(models: LoadedModels, rollout: Rollout, prompts, result, update, n)
         ids = rollout.response[i][keep].tolist()
         rows.append(
             Sample(
+                step=step,
+                idx=i,
                 prompt=prompts[i],
                 completion=rollout.completions[i],
                 reward=float(result.total[i]),
@@ -564,5 +567,5 @@ def _one_step(run: _Run, step: int, started: float) -> Iterator[Event]:
     if cfg.logging.samples_per_step:
         yield Samples(
             step,
-            _samples(models, rollout, prompts, result, update, cfg.logging.samples_per_step),
+            _samples(models, rollout, prompts, result, update, cfg.logging.samples_per_step, step),
         )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.models import Policy
+from core.lm.policy import Policy
 
 STATE_FILE = "trainer_state.pt"
 
@@ -129,7 +129,7 @@ def export_model(
     if (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        from core.models import load_lm
+        from core.lm.sources import load_lm
 
         base, _tokenizer, _source = load_lm(base_model, seed=seed)
         model = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
@@ -164,7 +164,8 @@ _qs, target_qs, v = heads(out.hidden_states[-1][:, -1:])
 logits = ilql_decode_logits(out.logits[:, -1:], target_qs, v, beta={beta})
 ```
 
-`core.decoding.ilql_generate` is the full sampling loop (KV cache, top-k / top-p, EOS).
+`core.algorithms.ilql.decoding.ilql_generate` is the full sampling loop (KV cache,
+top-k / top-p, EOS).
 """
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from core import sharding
+from core.parallel import sharding
 
 
 def available(device: torch.device) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core import distributed
+from core.parallel import distributed
 
 _TRUE = {"1", "true", "yes", "on"}
 

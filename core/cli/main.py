@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     if args.command is None:
         return _default_demo(args)
-    from core.distributed import session
     from core.errors import USER_ERRORS
+    from core.parallel.distributed import session
     from core.store import StoreUnavailable
 
     try:
@@ -138,7 +138,7 @@ def _store(args):
     A server that cannot be reached, or a driver that is missing, is one clear line."""
     from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-    from core.distributed import is_main
+    from core.parallel.distributed import is_main
     from core.store import Store, StoreUnavailable
     from core.store.engine import shown_url
 
@@ -175,7 +175,7 @@ def _train(args) -> int:
         overrides["model.name"] = str(typed.resolve()) if typed.exists() else args.model
     if overrides:
         cfg = with_overrides(cfg, overrides)
-    from core.distributed import broadcast, is_main
+    from core.parallel.distributed import broadcast, is_main
 
     # Rank 0 checks (and downloads or converts the model once); the others take its answer.
     cfg = broadcast(preflight(cfg, progress=_say) if is_main() else None)
@@ -200,8 +200,8 @@ def _train(args) -> int:
 @contextlib.contextmanager
 def _progress(steps: int):
     """The console progress bar; with several processes, rank 0's only."""
-    from core.distributed import is_main
-    from core.progress import ConsoleProgress
+    from core.cli.progress import ConsoleProgress
+    from core.parallel.distributed import is_main
 
     if not is_main():
         yield _Quiet()
@@ -219,7 +219,7 @@ class _Quiet:
 
 
 def _resume(args) -> int:
-    from core.distributed import broadcast
+    from core.parallel.distributed import broadcast
     from core.runner import resume_run
 
     store = _store(args)
@@ -351,7 +351,3 @@ def _default_demo(args) -> int:
     the headless CLI lists what it can do."""
     build_parser().print_help(sys.stderr)
     return EXIT_BAD_INPUT
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sampling completions and scoring them: the rollout."""

@@ -1,0 +1,1 @@
+"""Several processes: torch.distributed helpers and FSDP sharding."""

@@ -1,0 +1,1 @@
+"""The run loop and what serves it: checkpoints, evaluation, memory."""
