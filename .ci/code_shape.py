@@ -61,9 +61,10 @@ def _imports(tree: ast.AST, module: str, is_pkg: bool, known: set[str]) -> set[s
                 here = module.split(".") if is_pkg else module.split(".")[:-1]
                 here = here[: len(here) - node.level + 1]
                 base = ".".join([*here, base] if base else here)
-            found.add(base)
             for alias in node.names:
-                found.add(f"{base}.{alias.name}")
+                # `from pkg import module` depends on the module, not on pkg's __init__
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in known else base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -78,6 +79,7 @@ def _span(node: ast.AST) -> int:
 def measure() -> dict:
     mods = sources()
     known = set(mods)
+    packages = frozenset(n for n, p in mods.items() if p.name == "__init__.py")
     graph, functions, classes, ilql_files = {}, [], [], []
     for name, path in mods.items():
         text = path.read_text()
@@ -102,9 +104,11 @@ def measure() -> dict:
         "longest_functions": functions[:12],
         "functions_over_80": [f for f in functions if f[0] > 80],
         "largest_classes": classes[:8],
+        "main_window_lines": next((n for n, w in classes if w.endswith(" MainWindow")), 0),
         "classes_over_500": [c for c in classes if c[0] > 500],
         "import_cycles": cycles,
         "import_depth": _depth(_condensed(graph, cycles)),
+        "import_depth_through_faces": _depth(_condensed(graph, cycles), packages),
         "ilql_files_outside_algorithms": ilql_files,
     }
 
@@ -150,12 +154,13 @@ def _condensed(graph: dict[str, set[str]], cycles: list[list[str]]) -> dict[str,
     return {v: ws - {v} for v, ws in out.items()}
 
 
-def _depth(graph: dict[str, set[str]]) -> int:
-    """Floors of the import graph: the longest chain of imports, counted in import steps."""
+def _depth(graph: dict[str, set[str]], faces: frozenset[str] = frozenset()) -> int:
+    """Floors of the import graph: the longest chain of imports, counted in import steps;
+    a step into one of `faces` (a package's __init__ that re-exports) is not counted."""
 
     @cache
     def floor(v: str) -> int:
-        return max((1 + floor(w) for w in graph[v]), default=0)
+        return max(((w not in faces) + floor(w) for w in graph[v]), default=0)
 
     return max(floor(v) for v in graph)
 
@@ -174,8 +179,12 @@ def main() -> None:
     print("largest classes:")
     for n, where in m["largest_classes"]:
         print(f"  {n:4d}  {where}")
+    print(f"MainWindow: {m['main_window_lines']} lines")
     print(f"import cycles: {m['import_cycles'] or 'none'}")
-    print(f"import depth (floors): {m['import_depth']}")
+    print(
+        f"import depth (floors): {m['import_depth']} "
+        f"({m['import_depth_through_faces']} not counting steps into package faces)"
+    )
     files = m["ilql_files_outside_algorithms"]
     print(f"files naming ILQL outside core/algorithms and config.py: {len(files)} {files}")
 

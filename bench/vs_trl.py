@@ -88,17 +88,18 @@ def ours_steps(s: dict, trained: dict | None = None) -> list[dict]:
     """Per-step timings of our engine, from its own Metrics events. With `trained`, its
     "lm" is the policy's model when the run has ended."""
     import core.training.loop
+    import core.training.run
     from core.events import Metrics
 
     if trained is not None:
-        load = core.training.loop.load_models
+        load = core.training.run.load_models
 
         def keep(*args, **kwargs):
             models = load(*args, **kwargs)
             trained["lm"] = models.policy.lm
             return models
 
-        core.training.loop.load_models = keep  # train() looks it up in its module at each call
+        core.training.run.load_models = keep  # the run looks it up in its module at each call
     n = s["prompts"] * s["generations"]
     rows = []
     for event in core.training.loop.train(our_config(s)):

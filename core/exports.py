@@ -6,6 +6,7 @@ The CLI and the studio's runs browser call these; the format follows the file's 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from pathlib import Path
@@ -91,6 +92,7 @@ def export_samples(store: Store, run_id: int, path: str | Path, page: int = 1000
 
 def export_run_model(store: Store, run_id: int, out: str | Path) -> tuple[Path, int]:
     """The run's newest checkpoint on disk as a folder plain transformers loads."""
+    from core.algorithms import ALGORITHMS
     from core.runner import run_config
     from core.training.checkpoint import export_model
 
@@ -98,7 +100,6 @@ def export_run_model(store: Store, run_id: int, out: str | Path) -> tuple[Path, 
     ckpt = store.newest_checkpoint_on_disk(run_id)
     if ckpt is None:
         raise RunStateError(f"run {run_id} has no checkpoint on disk to export")
-    path = export_model(
-        Path(ckpt.path), Path(out), cfg.model.name, cfg.training.seed, cfg.ilql.beta
-    )
+    extras = functools.partial(ALGORITHMS[cfg.algorithm.name].export_extras, cfg)
+    path = export_model(Path(ckpt.path), Path(out), cfg.model.name, cfg.training.seed, extras)
     return path, ckpt.step

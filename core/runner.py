@@ -18,7 +18,16 @@ from core.config import RunConfig, from_dict, to_dict, validate
 from core.control import Control
 from core.data import load_prompts
 from core.errors import RunStateError
-from core.events import Checkpoint, Event, Log, Metrics, RewardFailure, Samples, Status
+from core.events import (
+    Checkpoint,
+    Event,
+    Log,
+    Metrics,
+    RewardFailure,
+    RunState,
+    Samples,
+    Status,
+)
 from core.lm.sources import TINY_RANDOM, resolve_source
 from core.parallel import distributed
 from core.paths import data_dir
@@ -160,7 +169,7 @@ def _drive(
     try:
         for event in events:
             _record(recorder, event)
-            if isinstance(event, Status) and event.state in ("completed", "stopped"):
+            if isinstance(event, Status) and event.state in (RunState.COMPLETED, RunState.STOPPED):
                 final = RunStatus(event.state)
             if on_event is not None:
                 on_event(event)
@@ -204,7 +213,7 @@ def _record(recorder: RunRecorder, event: Event) -> None:
         recorder.log(event.level, event.message)
     elif isinstance(event, RewardFailure):
         recorder.log("error", f"reward failed at step {event.step}: {event.message}")
-    elif isinstance(event, Status) and event.state in ("running", "paused"):
+    elif isinstance(event, Status) and event.state in (RunState.RUNNING, RunState.PAUSED):
         recorder.status(event.state)
 
 
@@ -219,6 +228,7 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
     from core.training.evaluation import evaluate, heldout_split
 
     cfg = run_config(store, run_id)
+    algo = ALGORITHMS[cfg.algorithm.name]
     ckpt = store.newest_checkpoint_on_disk(run_id)
     if ckpt is None:
         raise RunStateError(f"run {run_id} has no checkpoint on disk to evaluate")
@@ -236,15 +246,16 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
             torch.manual_seed(cfg.training.seed)  # both sides sample with the same seed
             models = load_models(
                 cfg.model,
-                value_head=ALGORITHMS[cfg.algorithm.name].needs_value_head,
+                value_head=algo.needs_value_head,
                 seed=cfg.training.seed,
                 progress=progress,
-                ilql=cfg.ilql if cfg.algorithm.name == "ilql" else None,
+                heads=algo.heads_factory(cfg),
             )
             if path is not None:
                 load_checkpoint(path, models.policy)
             reward = reward or build_run_reward(cfg, models.tokenizer)
-            results[label] = evaluate(models, cfg, prompt_set, heldout, reward)
+            decode = algo.decoder(cfg, explore=False)
+            results[label] = evaluate(models, cfg, prompt_set, heldout, reward, decode=decode)
             store.add_metrics(run_id, [(step, 0.0, results[label])])
     finally:
         if reward is not None:
@@ -254,7 +265,7 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
 
 def rate_completions(cfg: RunConfig, out: Path, per_prompt: int = 1, progress=None) -> int:
     """Sample completions from the recipe's model and score them with its reward: a rated
-    data set for offline ILQL (.jsonl with prompt, completion, reward, components)."""
+    data set for offline Q-learning (.jsonl with prompt, completion, reward, components)."""
     import json
 
     import torch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.algorithms.a2c import A2C
-from core.algorithms.base import Algorithm, UpdateResult
+from core.algorithms.base import HEADS_STATE_KEY, Algorithm, UpdateResult
 from core.algorithms.grpo import GRPO
 from core.algorithms.ilql import ILQL
 from core.algorithms.ppo import PPO
@@ -23,13 +23,6 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 def make_algorithm(cfg, models, optimizer, scheduler) -> Algorithm:
     """The configured algorithm bound to a policy and its optimiser."""
     cls = ALGORITHMS[cfg.algorithm.name]
-    extra = {}
-    if cls is ILQL:
-        extra = {
-            "ilql": cfg.ilql,
-            "seed": cfg.training.seed,
-            "pad_id": models.tokenizer.pad_token_id,
-        }
     return cls(
         cfg.algorithm,
         models.policy,
@@ -39,8 +32,8 @@ def make_algorithm(cfg, models, optimizer, scheduler) -> Algorithm:
         temperature=cfg.generation.temperature,
         device=models.device,
         dtype=models.dtype,
-        **extra,
+        **cls.options(cfg, models),
     )
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "UpdateResult", "make_algorithm"]
+__all__ = ["ALGORITHMS", "HEADS_STATE_KEY", "Algorithm", "UpdateResult", "make_algorithm"]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from core.algorithms.common import (
     AdaptiveKLController,
@@ -14,10 +18,20 @@ from core.algorithms.common import (
     clip_scores,
     kl_k1,
 )
-from core.config import AlgorithmConfig
+from core.config import AlgorithmConfig, RunConfig
 from core.lm.device import autocast
 from core.lm.forward import entropy_from_logits, logprobs_from_logits
 from core.parallel import distributed, sharding
+
+# The trainer-state key of an algorithm's own heads in a checkpoint. Named when ILQL's were
+# the only ones; kept, so that every checkpoint written so far still resumes.
+HEADS_STATE_KEY = "ilql_heads"
+
+# (hidden size, vocabulary size) -> the algorithm's heads on the LM's last hidden state.
+HeadsFactory = Callable[[int, int], nn.Module]
+# (models, prompt ids, attention mask, generation settings, end ids, control) -> prompt +
+# sampled ids: an algorithm's own way of sampling, in place of the generic sampler.
+Decode = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -28,9 +42,50 @@ class UpdateResult:
 
 
 class Algorithm:
-    """An RL update over one batch of rollouts. Subclasses implement `update`."""
+    """An RL update over one batch of rollouts. Subclasses implement `update`.
+
+    An algorithm that needs more than an update (heads of its own, its own parameter
+    groups or sampler, an offline data set, extra files in an export) says so through the
+    class-level hooks below, whose defaults are "nothing special": the loop, `load_models`,
+    the rollout, checkpoints and exports call them and never ask which algorithm runs."""
 
     needs_value_head = False
+    fsdp_unsupported: str | None = None  # why the algorithm cannot run under FSDP, if so
+
+    @classmethod
+    def options(cls, cfg: RunConfig, models) -> dict[str, Any]:
+        """Extra keyword arguments of the constructor, from the recipe and the models."""
+        return {}
+
+    @classmethod
+    def heads_factory(cls, cfg: RunConfig) -> HeadsFactory | None:
+        """Heads of the algorithm's own, built by `load_models` under the run's seed."""
+        return None
+
+    @classmethod
+    def param_groups(cls, policy: nn.Module, cfg: RunConfig) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups (their own learning rate, say)."""
+        return [{"params": [p for p in policy.parameters() if p.requires_grad]}]
+
+    @classmethod
+    def decoder(cls, cfg: RunConfig, explore: bool = True) -> Decode | None:
+        """The algorithm's own sampler for `generate_rollout(decode=...)`; None: the
+        generic one. `explore=False` for evaluation."""
+        return None
+
+    @classmethod
+    def offline_data(cls, cfg: RunConfig, tokenizer) -> Sequence | None:
+        """A fixed data set to learn from instead of rollouts (`offline_update`), or None."""
+        return None
+
+    @classmethod
+    def export_extras(cls, cfg: RunConfig, trainer_state: dict, out: Path) -> None:
+        """Write what an exported model needs beyond the LM (heads, a note) into `out`."""
+
+    def offline_update(self, items: Sequence) -> tuple[UpdateResult, Any]:
+        """One update on items of `offline_data`; returns the result and the batch (with
+        `.mask` [B, R] and `.scores` [B]) for the step's metrics."""
+        raise NotImplementedError(f"{type(self).__name__} learns from rollouts only")
 
     def __init__(
         self,

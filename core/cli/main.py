@@ -221,10 +221,11 @@ class _Quiet:
 def _resume(args) -> int:
     from core.parallel.distributed import broadcast
     from core.runner import resume_run
+    from core.store import RunStatus
 
     store = _store(args)
     info = store.run(args.run_id) if store is not None else None
-    if info is not None and info.status == "running":
+    if info is not None and info.status == RunStatus.RUNNING:
         print(f"rlstudio: error: run {args.run_id} is still running", file=sys.stderr)
         return EXIT_BAD_INPUT
     total = broadcast(info.total_steps if info is not None else None)

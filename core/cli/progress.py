@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.events import Event, Log, Metrics, Status
+from core.events import Event, Log, Metrics, RunState, Status
 
 # What the live line shows, when the step logged it: (metric, label, format).
 STATS = (
@@ -59,7 +59,7 @@ class ConsoleProgress:
                 completed=event.step,
                 total=event.total_steps or None,
             )
-            if event.message and event.state not in ("running",):
+            if event.message and event.state != RunState.RUNNING:
                 self.console.print(f"{event.state}: {event.message}")
         elif isinstance(event, Log):
             self.console.print(f"[{event.level}] {event.message}")

@@ -3,13 +3,13 @@ policy and the reference for logprobs, values and entropy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from transformers import StoppingCriteria
 
-from core.algorithms.ilql.decoding import ilql_generate
-from core.config import GenerationConfig, IlqlConfig
+from core.config import GenerationConfig
 from core.control import Control, Stopped
 from core.generation.sampler import sample
 from core.lm.device import autocast
@@ -22,6 +22,9 @@ from core.lm.forward import (
 from core.lm.packed_linear import packed_linears
 from core.lm.policy import LoadedModels
 from core.parallel import sharding
+
+# (models, prompt ids, attention mask, gen, end ids, control) -> prompt + sampled ids
+Decode = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -113,19 +116,18 @@ def generate_rollout(
     max_prompt_tokens: int,
     control: Control | None = None,
     chunk_size: int | None = None,
-    ilql: IlqlConfig | None = None,
-    explore: bool = True,
+    decode: Decode | None = None,
     score_policy: bool = True,
-    sampler: str = "loop",
 ) -> Rollout:
     """Sample one completion per prompt and score it under the policy and the reference.
 
-    A policy with ILQL heads samples from the Q-adjusted distribution (`ilql` settings,
-    with exploration when `explore`). `score_policy=False` skips the policy's no-grad
-    forward (logprobs and entropy stay None) for an algorithm that makes exactly one
-    gradient pass: its own forward, before the weights move, gives the same numbers.
-    `sampler="generate"` samples with transformers' generate() instead of our loop
-    (`core.generation.sampler`, which falls back to it for a model whose cache it cannot handle)."""
+    `decode` is an algorithm's own sampler (`Algorithm.decoder`: Q-learning samples from
+    its Q-adjusted distribution); else `gen.sampler` chooses: "loop", our loop
+    (`core.generation.sampler`, which falls back to generate() for a model whose cache it
+    cannot handle), or "generate", transformers' generate(). `score_policy=False` skips
+    the policy's no-grad forward (logprobs and entropy stay None) for an algorithm that
+    makes exactly one gradient pass: its own forward, before the weights move, gives the
+    same numbers."""
     tokenizer, lm = models.tokenizer, models.policy.lm
     enc = tokenizer(
         prompts,
@@ -140,7 +142,7 @@ def generate_rollout(
     lm.eval()  # no dropout while sampling or scoring
     try:
         with packed_linears(lm, len(prompts), models.dtype):
-            out = _sample(models, enc, gen, end_ids, control, ilql, explore, sampler)
+            out = _sample(models, enc, gen, end_ids, control, decode)
         if control is not None and control.stopped:
             raise Stopped
         prompt_len = enc["input_ids"].shape[1]
@@ -177,26 +179,16 @@ def generate_rollout(
     )
 
 
-def _sample(models: LoadedModels, enc, gen, end_ids, control, ilql, explore, sampler):
-    """Prompt + sampled ids: the ILQL loop, our loop, or generate() (see generate_rollout)."""
-    policy, tokenizer, device = models.policy, models.tokenizer, models.device
-    lm = policy.lm
-    if policy.ilql_heads is not None:
-        return ilql_generate(
-            models,
-            policy.ilql_heads,
-            enc["input_ids"],
-            enc["attention_mask"],
-            gen,
-            ilql or IlqlConfig(),
-            end_ids,
-            control,
-            explore,
-        )
+def _sample(models: LoadedModels, enc, gen, end_ids, control, decode):
+    """Prompt + sampled ids: the algorithm's decoder, our loop, or generate() (see
+    generate_rollout)."""
+    tokenizer, device, lm = models.tokenizer, models.device, models.policy.lm
+    if decode is not None:
+        return decode(models, enc["input_ids"], enc["attention_mask"], gen, end_ids, control)
     with autocast(device, models.dtype):
         # A sharded model's forward is a collective: every rank must take as many
         # as the others, which generate() sees to (synced_gpus) and our loop does not.
-        if sampler == "loop" and not sharding.active(lm):
+        if gen.sampler == "loop" and not sharding.active(lm):
             out = sample(
                 lm,
                 enc["input_ids"],

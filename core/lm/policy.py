@@ -4,13 +4,14 @@ LoRA, the frozen reference, and `load_models`, which builds them on the chosen d
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from core.config import ConfigError, IlqlConfig, ModelConfig
+from core.config import ConfigError, ModelConfig
 from core.lm.device import compile_unavailable, resolve_device, resolve_dtype
 from core.lm.forward import ResponseOutput, response_outputs
 from core.lm.sources import Progress, load_lm
@@ -19,14 +20,12 @@ from core.parallel import sharding
 
 class Policy(nn.Module):
     """The trained LM plus optional heads on its last hidden state: a scalar value head
-    (PPO, A2C) or ILQL's Q / target Q / V heads."""
+    (PPO, A2C) or an algorithm's own heads (Q-learning's Q and V heads, say)."""
 
-    def __init__(
-        self, lm: nn.Module, value_head: bool, ilql_heads: nn.Module | None = None
-    ) -> None:
+    def __init__(self, lm: nn.Module, value_head: bool, heads: nn.Module | None = None) -> None:
         super().__init__()
         self.lm = lm
-        self.ilql_heads = ilql_heads
+        self.heads = heads  # an algorithm's own (see Algorithm.heads_factory)
         # The compiled update forward (compile_update_forward), kept out of the module tree:
         # it shares lm's parameters, and a submodule would list them twice in state_dict and
         # parameters().
@@ -61,7 +60,7 @@ class Policy(nn.Module):
     ) -> ResponseOutput:
         """Logits (and values, and hidden states) at the positions that predict tokens
         prompt_len..end."""
-        # Only where a backward follows: a no-grad call (ILQL's scoring) would compile a
+        # Only where a backward follows: a no-grad call (Q-learning's scoring) would compile a
         # second graph for a single cheap forward.
         compiled = self.compiled and torch.is_grad_enabled()
         lm = self._update_lm if compiled else self.lm
@@ -122,9 +121,10 @@ def load_models(
     value_head: bool,
     seed: int = 0,
     progress: Progress | None = None,
-    ilql: IlqlConfig | None = None,
+    heads: Callable[[int, int], nn.Module] | None = None,
 ) -> LoadedModels:
-    """Policy (+ value head, + LoRA) and reference on the chosen device."""
+    """Policy (+ value head, + LoRA, + the algorithm's `heads(hidden size, vocabulary
+    size)`) and reference on the chosen device."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(device, cfg.dtype)
     if cfg.compile and (why := compile_unavailable(device)):
@@ -137,16 +137,12 @@ def load_models(
         lm = apply_lora(lm, cfg)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        heads = None
-        if ilql is not None:
-            from core.algorithms.ilql import ILQLHeads
-
-            heads = ILQLHeads(lm.config.hidden_size, lm.config.vocab_size, two_qs=ilql.two_qs)
-        policy = Policy(lm, value_head=value_head, ilql_heads=heads)
+        own = heads(lm.config.hidden_size, lm.config.vocab_size) if heads is not None else None
+        policy = Policy(lm, value_head=value_head, heads=own)
     if sharding.requested():
         # FSDP moves each layer's shard to the device as it shards it: the whole model
         # never has to fit there (train() shards it once every rank has the same weights).
-        for head in (policy.v_head, policy.ilql_heads):
+        for head in (policy.v_head, policy.heads):
             if head is not None:
                 head.to(device)
     else:

@@ -4,7 +4,7 @@
 and FSDP_* in the environment; under plain torchrun, RLSTUDIO_FSDP=1 asks for the same.
 We shard with torch's FSDP2 (`fully_shard`): each decoder layer is one unit, the rest of
 the model (embeddings, final norm, head) the root unit. The policy's small heads (value
-head, ILQL heads) stay whole on every rank and are averaged as with DDP.
+head, an algorithm's own heads) stay whole on every rank and are averaged as with DDP.
 
 Every forward through a sharded model is a collective, so all ranks must make the same
 calls: equal shares of the batch, `generate()` kept in step (`synced_gpus`), evaluation

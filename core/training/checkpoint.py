@@ -1,9 +1,10 @@
 """Checkpoints: everything needed to carry a run on exactly where it was.
 
 A checkpoint is a folder `step_N/` holding `model/` (a plain transformers folder, or
-the LoRA adapter) and `trainer_state.pt` (value head, optimizer, scheduler, RNG
-states, step, algorithm state). It is written under a temporary name and renamed,
-so a crash mid-write never leaves a half checkpoint that looks whole.
+the LoRA adapter) and `trainer_state.pt` (value head, an algorithm's own heads,
+optimizer, scheduler, RNG states, step, algorithm state). It is written under a
+temporary name and renamed, so a crash mid-write never leaves a half checkpoint that
+looks whole.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from core.algorithms.base import HEADS_STATE_KEY
 from core.lm.policy import Policy
 
 STATE_FILE = "trainer_state.pt"
@@ -65,7 +68,7 @@ def save_checkpoint(
             step=step,
             rng=rng_state(),
             v_head=policy.v_head.state_dict() if policy.v_head is not None else None,
-            ilql_heads=(policy.ilql_heads.state_dict() if policy.ilql_heads is not None else None),
+            **{HEADS_STATE_KEY: policy.heads.state_dict() if policy.heads is not None else None},
         )
         torch.save(state, tmp / STATE_FILE)
     except BaseException:  # a full disk, say: drop the partial copy, keep the older ones
@@ -111,18 +114,22 @@ def load_checkpoint(path: Path, policy: Policy) -> dict:
             )
         policy.lm.tie_weights()
     trainer_state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
-    for name in ("v_head", "ilql_heads"):
-        module = getattr(policy, name)
-        if module is not None and trainer_state.get(name) is not None:
-            module.load_state_dict(trainer_state[name])
+    for module, key in ((policy.v_head, "v_head"), (policy.heads, HEADS_STATE_KEY)):
+        if module is not None and trainer_state.get(key) is not None:
+            module.load_state_dict(trainer_state[key])
     return trainer_state
 
 
 def export_model(
-    checkpoint: Path, out: Path, base_model: str, seed: int = 0, ilql_beta: float = 1.0
+    checkpoint: Path,
+    out: Path,
+    base_model: str,
+    seed: int = 0,
+    extras: Callable[[dict, Path], None] | None = None,
 ) -> Path:
     """A folder that plain transformers loads: LoRA adapters are merged into the base
-    (loaded the way the run loaded it, so tiny-random and .gguf bases work too)."""
+    (loaded the way the run loaded it, so tiny-random and .gguf bases work too).
+    `extras(trainer_state, out)` adds what the algorithm's export needs besides."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = Path(checkpoint) / "model"
@@ -139,42 +146,6 @@ def export_model(
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
     state = torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=False)
-    if state.get("ilql_heads") is not None:
-        _export_ilql_heads(state["ilql_heads"], out, ilql_beta)
+    if extras is not None:
+        extras(state, out)
     return out
-
-
-ILQL_NOTE = """# ILQL heads
-
-`ilql_heads.safetensors` holds the Q, target-Q and V heads trained with this model
-(RL Studio's `core.algorithms.ilql.ILQLHeads`; hidden size {hidden}, {n_qs} Q head(s)).
-The language model alone samples like the policy before the heads' adjustment. To decode
-as ILQL does, at every step add beta * (min over target Q heads - V) to the logits:
-
-```python
-from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
-from core.algorithms.ilql import ILQLHeads, ilql_decode_logits
-
-lm = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")
-heads = ILQLHeads(lm.config.hidden_size, lm.config.vocab_size, two_qs={two_qs})
-heads.load_state_dict(load_file("THIS_FOLDER/ilql_heads.safetensors"))
-out = lm(input_ids, output_hidden_states=True)
-_qs, target_qs, v = heads(out.hidden_states[-1][:, -1:])
-logits = ilql_decode_logits(out.logits[:, -1:], target_qs, v, beta={beta})
-```
-
-`core.algorithms.ilql.decoding.ilql_generate` is the full sampling loop (KV cache,
-top-k / top-p, EOS).
-"""
-
-
-def _export_ilql_heads(heads_state: dict, out: Path, beta: float) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in heads_state.items()}, out / "ilql_heads.safetensors")
-    n_qs = len({k.split(".")[1] for k in heads_state if k.startswith("q_heads.")})
-    hidden = heads_state["v_head.0.weight"].shape[1]
-    (out / "ILQL_README.md").write_text(
-        ILQL_NOTE.format(hidden=hidden, n_qs=n_qs, two_qs=n_qs == 2, beta=beta)
-    )

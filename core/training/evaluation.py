@@ -15,7 +15,7 @@ import torch
 from core.config import RunConfig
 from core.control import Control
 from core.data import PromptSet, format_prompt
-from core.generation.rollout import generate_rollout
+from core.generation.rollout import Decode, generate_rollout
 from core.lm.policy import LoadedModels
 from core.rewards.scores import component_means
 from core.text_metrics import perplexity, split_heldout, text_metrics
@@ -39,8 +39,10 @@ def evaluate(
     indices: list[int],
     reward,
     control: Control | None = None,
+    decode: Decode | None = None,
 ) -> dict[str, float]:
-    """Metrics of the current policy on the given prompts, under `eval/` keys."""
+    """Metrics of the current policy on the given prompts, under `eval/` keys (`decode`:
+    the algorithm's own sampler, without exploration)."""
     completions, totals, kls = [], [], []
     components: dict[str, list[float]] = {}
     size = cfg.training.batch_size
@@ -54,9 +56,7 @@ def evaluate(
             cfg.generation,
             cfg.data.max_prompt_tokens,
             control,
-            ilql=cfg.ilql,
-            explore=False,
-            sampler=cfg.generation.sampler,
+            decode=decode,
         )
         result = reward(prompts, rollout.completions, **rollout.reward_columns(columns))
         completions += rollout.completions

@@ -14,6 +14,7 @@ from torch import nn
 from core.algorithms.ilql import (
     AWAC_WEIGHT_MAX,
     ILQLHeads,
+    IlqlLossWeights,
     expectile_loss,
     ilql_decode_logits,
     ilql_losses,
@@ -144,14 +145,14 @@ def test_td_loss_three_token_row_terminal_and_padding():
     # mean over 4 real tokens: (0.010816 + 0.086436 + 0.04 + 2.89)/4 = 3.027252/4 = 0.756813
     _, stats = ilql_losses(
         (q,), (q,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
-        gamma=0.99, tau=0.7, cql_scale=1.0, awac_scale=1.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=1.0, awac_scale=1.0),
     )  # fmt: skip
     assert stats["loss/q"] == pytest.approx(0.756813, abs=1e-6)
     assert all(math.isfinite(x) for x in stats.values()), stats
     # Two identical Q heads: the TD term counts each head once -> 2 * 0.756813 = 1.513626
     _, stats2 = ilql_losses(
         (q, q.clone()), (q, q), v, torch.zeros(2, 4, 2), actions, rewards, mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0),
     )  # fmt: skip
     assert stats2["loss/q"] == pytest.approx(1.513626, abs=1e-6)
     # q/mean = (0.5 + 0.3 + 0.8 + 0.7)/4 = 0.575 ; v/mean = (0.2 + 0.4 + 0.6 + 0.3)/4 = 0.375
@@ -160,7 +161,7 @@ def test_td_loss_three_token_row_terminal_and_padding():
     with pytest.raises(ValueError, match="target Q heads"):
         ilql_losses(
             (q, q), (q,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
-            gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0,
+            IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0),
         )  # fmt: skip
 
 
@@ -172,7 +173,7 @@ def test_td_gradients_stay_out_of_padding_and_target():
     target = torch.zeros(2, 4, 2)
     loss, stats = ilql_losses(
         (q,), (target,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0),
     )  # fmt: skip
     assert stats["loss/q"] == pytest.approx(0.756813, abs=1e-6)
     loss.backward()
@@ -212,13 +213,13 @@ def test_td_loss_with_lambda_1_regresses_on_the_discounted_return():
     # mean over 4 real tokens: 3.63659601/4 = 0.909149
     _, stats = ilql_losses(
         (q,), (q,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0, lam=1.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0, lam=1.0),
     )  # fmt: skip
     assert stats["loss/q"] == pytest.approx(0.909149, abs=1e-6)
     # lam 0 is the one-step target of the test above.
     _, stats0 = ilql_losses(
         (q,), (q,), v, torch.zeros(2, 4, 2), actions, rewards, mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0, lam=0.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0, lam=0.0),
     )  # fmt: skip
     assert stats0["loss/q"] == pytest.approx(0.756813, abs=1e-6)
 
@@ -235,7 +236,7 @@ def test_v_loss_uses_min_over_target_heads():
     v = t([[0.0, 0.0]]).requires_grad_(True)
     loss, stats = ilql_losses(
         (q, q), (tq1, tq2), v, torch.zeros(1, 2, 3), actions, t([[0.0, 0.0]]), mask,
-        gamma=1.0, tau=0.7, cql_scale=0.0, awac_scale=0.0,
+        IlqlLossWeights(gamma=1.0, tau=0.7, cql_scale=0.0, awac_scale=0.0),
     )  # fmt: skip
     # min(tq1, tq2) at the taken actions = [min(1, 0.5), min(-1, 2)] = [0.5, -1.0]
     # diff = target - v = [0.5, -1.0] -> 0.7*0.25 = 0.175 ; 0.3*1 = 0.3 ; mean 0.475/2 = 0.2375
@@ -260,7 +261,7 @@ def test_cql_term_is_cross_entropy():
     zeros = torch.zeros(2, 2, 2)
     _, stats = ilql_losses(
         (q1, q2), (zeros, zeros), torch.zeros(2, 2), zeros, actions, torch.zeros(2, 2), mask,
-        gamma=0.99, tau=0.7, cql_scale=0.5, awac_scale=0.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.5, awac_scale=0.0),
     )  # fmt: skip
     # head 1: -ln 0.25 = 1.3862944 ; -ln 0.75 = 0.2876821 (twice) -> 1.9616586/3 = 0.6538862
     # head 2: -ln 0.5 = 0.6931472 at every token -> 0.6931472
@@ -274,7 +275,7 @@ def test_cql_term_is_cross_entropy():
     # cql_scale 0 drops the term.
     _, stats0 = ilql_losses(
         (q1, q2), (zeros, zeros), torch.zeros(2, 2), zeros, actions, torch.zeros(2, 2), mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=0.0),
     )  # fmt: skip
     assert stats0["loss/cql"] == 0.0
 
@@ -294,7 +295,7 @@ def test_awac_weights_are_clamped_and_detached():
     q = torch.zeros(1, 4, 2)
     _, stats = ilql_losses(
         (q, q), (tq1, tq2), v, logits, actions, torch.zeros(1, 4), mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=2.0, beta=0.5,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=2.0, beta=0.5),
     )  # fmt: skip
     # beta 0.5: exp(10) = 22026.47 -> clamped to 100 ; exp(ln 3) = 3 ; exp(-20) = 2.06e-9
     # weight mean = (100 + 3 + 0.00000000206)/3 = 34.333333
@@ -304,7 +305,7 @@ def test_awac_weights_are_clamped_and_detached():
     assert stats["loss/awac"] == pytest.approx(47.5961063, abs=1e-4)
     loss, _ = ilql_losses(
         (q, q), (tq1, tq2), v, logits, actions, torch.zeros(1, 4), mask,
-        gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=1.0, beta=0.5,
+        IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.0, awac_scale=1.0, beta=0.5),
     )  # fmt: skip
     loss.backward()
     # d/dlogits of w * NLL / 3 = w/3 * (softmax - onehot(0)) = w/3 * [-0.5, 0.5]
@@ -361,12 +362,12 @@ def test_optimisation_reduces_total_loss():
     mask = t([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]])
     rewards = t([[0, 0, 0, 1.0], [0, 0, -1.0, 0], [0, 0.5, 0, 0]])
     params = [p for p in heads.parameters() if p.requires_grad] + list(lm_head.parameters())
-    kwargs = dict(gamma=0.99, tau=0.7, cql_scale=0.1, awac_scale=1.0, beta=1.0)
+    weights = IlqlLossWeights(gamma=0.99, tau=0.7, cql_scale=0.1, awac_scale=1.0, beta=1.0)
     losses = []
     for _ in range(20):
         qs, target_qs, v = heads(hidden)
         loss, stats = ilql_losses(
-            qs, target_qs, v, lm_head(hidden), actions, rewards, mask, **kwargs
+            qs, target_qs, v, lm_head(hidden), actions, rewards, mask, weights
         )
         assert stats["loss/total"] == pytest.approx(
             stats["loss/q"] + stats["loss/v"] + stats["loss/cql"] + stats["loss/awac"], rel=1e-5

@@ -217,9 +217,9 @@ def _worker(out_dir: Path) -> None:
             spy.models = models
             return result
 
-        import core.training.loop as train_module
+        import core.training.steps as steps_module
 
-        train_module.generate_rollout = spy
+        steps_module.generate_rollout = spy
         # lr 5e-4, not the recipe's 3e-4: at 3e-4 the rise over 40 steps (~0.02-0.03) sat
         # at the threshold, so float noise (an AdamW kernel) flipped the outcome; at 1e-3
         # the policy rose to 0.19 by step 22, then collapsed to one reply (0.12). At 5e-4:

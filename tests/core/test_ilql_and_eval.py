@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from core.algorithms.ilql import ILQL
+from core.algorithms.ilql.offline import rated_transitions
 from core.cli.main import main
 from core.events import Checkpoint, Metrics
 from core.generation.rollout import generate_rollout
@@ -16,7 +19,7 @@ from core.rewards import build_reward
 from core.runner import rate_completions
 from core.store import Store
 from core.training.checkpoint import export_model, load_checkpoint
-from core.training.loop import _rated_transitions, train
+from core.training.loop import train
 from tests.core.helpers import tiny_config
 
 
@@ -47,18 +50,20 @@ def test_offline_ilql_decodes_better_than_its_data_and_exports_its_heads(tmp_pat
     assert np.mean(losses[-5:]) < np.mean(losses[:5])  # the heads and the LM fit the data
     ckpt = [e for e in events if isinstance(e, Checkpoint)][-1]
 
-    models = load_models(cfg.model, value_head=False, seed=0, ilql=cfg.ilql)
+    models = load_models(cfg.model, value_head=False, seed=0, heads=ILQL.heads_factory(cfg))
     load_checkpoint(ckpt.path, models.policy)
     prompts = ["Once upon a time"] * 128
     torch.manual_seed(0)
-    rollout = generate_rollout(models, prompts, cfg.generation, 64, ilql=cfg.ilql, explore=False)
+    decode = ILQL.decoder(cfg, explore=False)
+    rollout = generate_rollout(models, prompts, cfg.generation, 64, decode=decode)
     with build_reward(cfg.reward.components, base_dir=cfg.base_dir) as reward:
         decoded = np.array(reward(prompts, rollout.completions).total)
     gain = decoded.mean() - data_rewards.mean()
     noise = np.sqrt(decoded.var() / len(decoded) + data_rewards.var() / len(data_rewards))
     assert gain > 3 * noise, (decoded.mean(), data_rewards.mean(), noise)
 
-    out = export_model(ckpt.path, tmp_path / "export", "tiny-random", ilql_beta=cfg.ilql.beta)
+    extras = functools.partial(ILQL.export_extras, cfg)
+    out = export_model(ckpt.path, tmp_path / "export", "tiny-random", extras=extras)
     assert (out / "ilql_heads.safetensors").is_file()
     assert "ilql_decode_logits" in (out / "ILQL_README.md").read_text()
     from safetensors.torch import load_file
@@ -67,7 +72,7 @@ def test_offline_ilql_decodes_better_than_its_data_and_exports_its_heads(tmp_pat
 
     heads = ILQLHeads(64, 49152)
     heads.load_state_dict(load_file(out / "ilql_heads.safetensors"))  # loads as the note says
-    trained = models.policy.ilql_heads.state_dict()
+    trained = models.policy.heads.state_dict()
     assert all(torch.equal(x, trained[name]) for name, x in heads.state_dict().items())
 
 
@@ -82,7 +87,7 @@ def test_rated_completions_end_with_eos_only_when_they_stopped_before_the_limit(
     cfg = tiny_config({"algorithm.name": "ilql", "ilql.mode": "offline", "ilql.dataset": str(data)})
     models = load_models(cfg.model, value_head=False, seed=0)
     tok, limit = models.tokenizer, cfg.generation.max_new_tokens
-    short, long = _rated_transitions(cfg, models)
+    short, long = rated_transitions(cfg, models.tokenizer)
     assert list(short.response_ids) == tok(" a", add_special_tokens=False)["input_ids"] + [
         tok.eos_token_id
     ]

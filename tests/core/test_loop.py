@@ -182,7 +182,7 @@ def test_one_pass_takes_old_logprobs_from_its_update_with_the_same_result(monkey
         "training.batch_size": 2,
         "training.steps": 2,
     }
-    import core.training.loop
+    import core.training.steps
 
     asked = []
 
@@ -190,8 +190,8 @@ def test_one_pass_takes_old_logprobs_from_its_update_with_the_same_result(monkey
         asked.append(kwargs["score_policy"])
         return real_rollout(*args, **kwargs)
 
-    real_rollout = core.training.loop.generate_rollout
-    monkeypatch.setattr(core.training.loop, "generate_rollout", rollout)
+    real_rollout = core.training.steps.generate_rollout
+    monkeypatch.setattr(core.training.steps, "generate_rollout", rollout)
     skipped = _metrics(train(tiny_config(settings)))
     monkeypatch.setattr(ALGORITHMS[algorithm], "one_pass", property(lambda self: False))
     scored = _metrics(train(tiny_config(settings)))

@@ -20,7 +20,8 @@ from core.events import Checkpoint, Log, Metrics, RewardFailure, Status
 from core.rewards import RewardError
 from core.runner import resume_run, start_run
 from core.store import RunStatus, Store
-from core.training.loop import _standardised, train
+from core.training.loop import train
+from core.training.steps import standardised
 from tests.core.helpers import tiny_config
 
 STEPS, BATCH = 3, 4
@@ -244,9 +245,9 @@ def test_printed_output_reaches_the_log_bounded(tmp_path: Path, store: Store) ->
 
 def test_standardised_totals_use_every_batch_so_far() -> None:
     moments = RunningMoments()
-    first = _standardised(moments, torch.tensor([1.0, 3.0]))
+    first = standardised(moments, torch.tensor([1.0, 3.0]))
     assert first.tolist() == pytest.approx([-0.7071068, 0.7071068])
-    second = _standardised(moments, torch.tensor([5.0, 7.0]))
+    second = standardised(moments, torch.tensor([5.0, 7.0]))
     everything = torch.tensor([1.0, 3.0, 5.0, 7.0])
     expected = (torch.tensor([5.0, 7.0]) - everything.mean()) / everything.std()
     assert second.tolist() == pytest.approx(expected.tolist())

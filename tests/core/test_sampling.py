@@ -130,9 +130,8 @@ def test_rows_that_end_early_are_padded_and_masked(tiny):
 
 def test_generate_sampler_is_still_available(tiny):
     torch.manual_seed(0)
-    r = generate_rollout(
-        tiny, ["Once upon a time"] * 2, GenerationConfig(max_new_tokens=5), 64, sampler="generate"
-    )
+    gen = GenerationConfig(max_new_tokens=5, sampler="generate")
+    r = generate_rollout(tiny, ["Once upon a time"] * 2, gen, 64)
     assert r.mask.shape == (2, 5) and len(r.completions) == 2
 
 

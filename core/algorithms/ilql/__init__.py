@@ -10,6 +10,7 @@ from core.algorithms.ilql.algorithm import ILQL, transitions
 from core.algorithms.ilql.heads import ILQLHeads, polyak_update
 from core.algorithms.ilql.losses import (
     AWAC_WEIGHT_MAX,
+    IlqlLossWeights,
     expectile_loss,
     ilql_decode_logits,
     ilql_losses,
@@ -21,6 +22,7 @@ __all__ = [
     "AWAC_WEIGHT_MAX",
     "ILQL",
     "ILQLHeads",
+    "IlqlLossWeights",
     "expectile_loss",
     "ilql_decode_logits",
     "ilql_losses",

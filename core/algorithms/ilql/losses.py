@@ -16,6 +16,7 @@ Per-token tensors are [B, R] over response tokens with a right-padded ``mask`` (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import reduce
 
 import torch
@@ -49,6 +50,22 @@ def _taken(q: torch.Tensor, actions: torch.Tensor, m: torch.Tensor) -> torch.Ten
     return masked_fill_zero(q.gather(-1, actions.unsqueeze(-1)).squeeze(-1), m)
 
 
+@dataclass(frozen=True)
+class IlqlLossWeights:
+    """The scalars of ILQL's loss (`IlqlConfig` carries them for a run: `of(cfg)`)."""
+
+    gamma: float  # discount
+    tau: float  # expectile of the V regression
+    cql_scale: float
+    awac_scale: float
+    beta: float = 1.0  # inverse temperature of the AWAC weights
+    lam: float = 0.0  # lambda of the Q target's lambda-return
+
+    @classmethod
+    def of(cls, cfg) -> IlqlLossWeights:
+        return cls(cfg.gamma, cfg.tau, cfg.cql_scale, cfg.awac_scale, cfg.beta, cfg.lam)
+
+
 def ilql_losses(
     qs: tuple[torch.Tensor, ...] | list[torch.Tensor],
     target_qs: tuple[torch.Tensor, ...] | list[torch.Tensor],
@@ -57,14 +74,9 @@ def ilql_losses(
     actions: torch.Tensor,
     rewards: torch.Tensor,
     mask: torch.Tensor,
-    gamma: float,
-    tau: float,
-    cql_scale: float,
-    awac_scale: float,
-    beta: float = 1.0,
-    lam: float = 0.0,
+    w: IlqlLossWeights,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Returns (loss 0-d float32, stats) of ILQL over a batch of responses.
+    """Returns (loss 0-d float32, stats) of ILQL over a batch of responses (weights `w`).
 
     Inputs are aligned per response position t: actions [B, R] are the tokens taken; qs and
     target_qs (tuples of [B, R, V], one per Q head), v [B, R] and logits [B, R, V] are the head
@@ -108,41 +120,42 @@ def ilql_losses(
     with torch.no_grad():
         next_v = torch.zeros_like(v_t)
         next_v[:, :-1] = v_t[:, 1:]
-        td_target = lambda_returns(r, next_v, m, gamma, lam)
+        td_target = lambda_returns(r, next_v, m, w.gamma, w.lam)
 
     q_taken = [_taken(q, acts, m) for q in qs]
     loss_q = sum(masked_mean((q - td_target) ** 2, m) for q in q_taken)
 
     with torch.no_grad():
         target_q = _min_over_heads([_taken(q, acts, m) for q in target_qs])
-    loss_v = masked_mean(expectile_loss(target_q - v_t, tau), m)
+    loss_v = masked_mean(expectile_loss(target_q - v_t, w.tau), m)
 
     loss_cql = zero
-    if cql_scale != 0:
+    if w.cql_scale != 0:
         ce = sum(masked_mean(-logprobs_from_logits(q, acts), m) for q in qs)
-        loss_cql = cql_scale * ce
+        loss_cql = w.cql_scale * ce
 
     with torch.no_grad():
         adv = masked_fill_zero(target_q - v_t, m)
-        weight = masked_fill_zero(torch.exp(beta * adv).clamp(0.0, AWAC_WEIGHT_MAX), m)
+        weight = masked_fill_zero(torch.exp(w.beta * adv).clamp(0.0, AWAC_WEIGHT_MAX), m)
     loss_awac = zero
-    if awac_scale != 0:
+    if w.awac_scale != 0:
         nll = -logprobs_from_logits(logits, acts)
-        loss_awac = awac_scale * masked_mean(weight * masked_fill_zero(nll, m), m)
+        loss_awac = w.awac_scale * masked_mean(weight * masked_fill_zero(nll, m), m)
 
+    terms = {"q": loss_q, "v": loss_v, "cql": loss_cql, "awac": loss_awac}
     loss = loss_q + loss_v + loss_cql + loss_awac
-    with torch.no_grad():
-        stats = {
-            "loss/total": float(loss),
-            "loss/q": float(loss_q),
-            "loss/v": float(loss_v),
-            "loss/cql": float(loss_cql),
-            "loss/awac": float(loss_awac),
-            "q/mean": float(masked_mean(_min_over_heads(q_taken), m)),
-            "v/mean": float(masked_mean(v_t, m)),
-            "awac/weight_mean": float(masked_mean(weight, m)),
-        }
-    return loss, stats
+    return loss, _stats(loss, terms, q_taken, v_t, weight, m)
+
+
+@torch.no_grad()
+def _stats(loss, terms: dict[str, torch.Tensor], q_taken, v_t, weight, m) -> dict[str, float]:
+    return {
+        "loss/total": float(loss),
+        **{f"loss/{name}": float(term) for name, term in terms.items()},
+        "q/mean": float(masked_mean(_min_over_heads(q_taken), m)),
+        "v/mean": float(masked_mean(v_t, m)),
+        "awac/weight_mean": float(masked_mean(weight, m)),
+    }
 
 
 def lambda_returns(

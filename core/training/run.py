@@ -1,0 +1,324 @@
+"""One training run's state and its parts: set up (`open`), the control point between
+steps, a step, the cadence of evaluation and checkpoints, and the end (`close`). Each part
+that has something to say is a generator of events, so `loop.train` reads as the run does.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.algorithms import ALGORITHMS, Algorithm, make_algorithm
+from core.algorithms.common import RunningMoments
+from core.config import ConfigError, RunConfig, validate
+from core.control import Control, Stopped
+from core.data import PromptSampler, format_prompt, load_prompts
+from core.events import Checkpoint, Event, Log, Metrics, RunState, Status
+from core.lm.device import cpu_bf16_hint
+from core.lm.policy import LoadedModels, load_models
+from core.parallel import distributed, sharding
+from core.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.training.evaluation import evaluate, heldout_split
+from core.training.memory import hold_freed_memory
+from core.training.optimizer import make_optimizer
+from core.training.reward_pause import RunReward
+from core.training.steps import offline_step, online_step
+
+RANK_SEED_STRIDE = 10_007  # rank r samples with seed + r * this (rank 0: the run's own seed)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TrainingRun:
+    """Everything one run needs between its steps; built by `open`."""
+
+    def __init__(self, cfg: RunConfig, control: Control, checkpoint_dir: Path | None) -> None:
+        self.cfg, self.control, self.checkpoint_dir = cfg, control, checkpoint_dir
+        self.total = cfg.training.steps
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.fsdp = sharding.requested()
+        self.algo_cls: type[Algorithm] = ALGORITHMS[cfg.algorithm.name]
+        # Several processes stop, pause and checkpoint together, at step boundaries only:
+        # the work inside a step (generation, evaluation) gets a control no one stops.
+        self.step_control = Control() if self.world > 1 else control
+        self.reward = RunReward(cfg, control)
+        self.reward_moments = RunningMoments()  # reward.normalize
+        self.step = self.last_saved = 0
+        self.started = 0.0  # perf_counter() when training began (less the time before a resume)
+        self._release_memory: Callable[[], None] | None = None
+
+    # ---- set-up ----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        config: RunConfig,
+        control: Control,
+        checkpoint_dir: Path | None,
+        resume_from: Path | None,
+        progress: Callable[[str], None] | None,
+    ) -> Generator[Event, None, TrainingRun | None]:
+        """Check, load and restore; None when stopped while loading. Starts nothing that
+        needs `close` (the reward starts in `start_reward`)."""
+        run = cls(validate(config), control, checkpoint_dir)
+        run._check_world()
+        yield Status(RunState.LOADING, f"Loading {run.cfg.model.name}", 0, run.total)
+        seed_everything(run.cfg.training.seed)
+        run.prompt_set = load_prompts(run.cfg.data, run.cfg.base_dir)
+        try:  # a caller's `progress` may raise Stopped to cut a download or conversion short
+            run.models = run._load_models(progress)
+        except Stopped:
+            yield Status(RunState.STOPPED, "Stopped while loading the model", 0, run.total)
+            return None
+        run._share_weights()
+        # The weights are read before sharding (each rank reads the whole checkpoint), the
+        # optimiser's state after (it is sharded like the weights).
+        state = None if resume_from is None else load_checkpoint(resume_from, run.models.policy)
+        yield from run._shard()
+        run._build_training()
+        time_offset = 0.0
+        if state is not None:
+            time_offset = run._restore(state)
+            yield Log("info", f"resumed from {resume_from} at step {run.step}")
+        run.started = time.perf_counter() - time_offset
+        return run
+
+    def _check_world(self) -> None:
+        batch = self.cfg.training.batch_size
+        if self.world > batch:
+            raise ConfigError(
+                f"training.batch_size = {batch} prompts cannot be shared by {self.world} "
+                f"processes: give every process at least one (batch_size >= {self.world})"
+            )
+        if self.fsdp:
+            _check_fsdp(self.cfg, self.algo_cls, self.world)
+
+    def _load_models(self, progress) -> LoadedModels:
+        return load_models(
+            self.cfg.model,
+            value_head=self.algo_cls.needs_value_head,
+            seed=self.cfg.training.seed,
+            progress=progress,
+            heads=self.algo_cls.heads_factory(self.cfg),
+        )
+
+    def _share_weights(self) -> None:
+        """The same starting weights everywhere; each rank its own samples."""
+        if self.world == 1:
+            return
+        distributed.broadcast_parameters(self.models.policy)
+        if self.models.reference.lm is not None:  # a copy (with LoRA: the policy, adapter off)
+            distributed.broadcast_parameters(self.models.reference.lm)
+        if self.rank:
+            seed_everything(self.cfg.training.seed + RANK_SEED_STRIDE * self.rank)
+
+    def _shard(self) -> Iterator[Event]:
+        if not self.fsdp:
+            return
+        opts = sharding.options_from_env()
+        sharding.shard_lm(self.models.policy.lm, opts, self.models.device)
+        if self.models.reference.lm is not None:
+            sharding.shard_lm(self.models.reference.lm, opts, self.models.device)
+        yield Log(
+            "info", f"FSDP: the model is sharded over {self.world} processes ({opts.describe()})"
+        )
+
+    def _build_training(self) -> None:
+        cfg, models = self.cfg, self.models
+        self.optimizer, self.scheduler = make_optimizer(
+            cfg, self.algo_cls.param_groups(models.policy, cfg)
+        )
+        self.algo = make_algorithm(cfg, models, self.optimizer, self.scheduler)
+        self.decode = self.algo_cls.decoder(cfg)
+        self.templated = [
+            format_prompt(models.tokenizer, p, cfg.data.chat_template)
+            for p in self.prompt_set.prompts
+        ]
+        self.offline: Sequence | None = self.algo_cls.offline_data(cfg, models.tokenizer)
+        self.train_idx, self.heldout_idx = heldout_split(cfg, self.prompt_set)
+        t = cfg.training
+        n = len(self.offline) if self.offline else len(self.train_idx)
+        self.sampler = PromptSampler(n, t.batch_size, t.seed, cfg.data.shuffle)
+
+    def _restore(self, state: dict) -> float:
+        """The checkpoint's optimiser, scheduler, algorithm, RNG and step; returns the
+        seconds trained before it."""
+        if self.fsdp:
+            sharding.load_optimizer_state(self.models.policy, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.algo.load_state_dict(state["algorithm"])
+        _restore_rng(state, self.rank, self.world, self.cfg.training.seed)
+        if "reward_moments" in state:
+            self.reward_moments.load_state_dict(state["reward_moments"])
+        self.step = self.last_saved = state["step"]
+        return state.get("wall_time", 0.0)
+
+    # ---- the run -----------------------------------------------------------------------
+
+    def start_reward(self) -> None:
+        """Last, as it needs `close`: user code gets its worker process here."""
+        self.reward.start(self.models.tokenizer)
+        self._release_memory = hold_freed_memory(self.models.device)
+
+    def begin(self) -> Iterator[Event]:
+        """The run is running; on a fresh run, the starting model is evaluated."""
+        yield from self.reward.logs()
+        models = self.models
+        dtype = str(models.dtype).removeprefix("torch.")
+        where = f"{models.source} ({models.device.type}, {dtype})"
+        message = f"Training {self.cfg.algorithm.name} on {where}"
+        yield Status(RunState.RUNNING, message, self.step, self.total)
+        hint = cpu_bf16_hint(models.device, models.dtype)
+        if hint and self.rank == 0:
+            yield Log("info", hint)
+        if self.step != 0:
+            return
+        if self.heldout_idx:
+            yield Log("info", f"evaluating on {len(self.heldout_idx)} held-out prompts")
+        else:
+            yield Log(
+                "info",
+                "no held-out prompts (data.heldout_fraction or a tiny set): evaluation is skipped",
+            )
+        yield from self.evaluate()
+
+    def control_point(self) -> Iterator[Event]:
+        """Pause, a stop every rank agrees on, a checkpoint asked for: between steps only.
+        (With several processes every rank makes these collectives in this order.)"""
+        control = self.control
+        if control.paused:
+            yield Status(RunState.PAUSED, "Paused", self.step, self.total)
+            control.wait_while_paused()
+            if not control.stopped:
+                yield Status(RunState.RUNNING, "Resumed", self.step, self.total)
+        if self.world > 1 and distributed.any_rank(control.stopped):
+            control.stop()  # a stop seen by one rank stops them all, at the same step
+        control.check()
+        wanted = control.take_checkpoint_request()
+        if self.world > 1:
+            wanted = distributed.any_rank(wanted)
+        if wanted and self.step != self.last_saved:
+            yield from self.checkpoint()
+
+    def train_step(self) -> Iterator[Event]:
+        step_events = offline_step if self.offline else online_step
+        yield from step_events(self, self.step + 1)
+        self.step += 1
+
+    def on_cadence(self) -> Iterator[Event]:
+        t, step = self.cfg.training, self.step
+        if t.eval_every and step % t.eval_every == 0 and step < self.total:
+            yield from self.evaluate()
+        if t.checkpoint_every and step % t.checkpoint_every == 0:
+            yield from self.checkpoint()
+
+    def evaluate(self) -> Iterator[Event]:
+        # The others go on and wait for it at the next step; with FSDP every forward needs
+        # every rank, so all of them evaluate and rank 0's figures are kept.
+        if not self.heldout_idx or not (self.rank == 0 or self.fsdp):
+            return
+        decode = self.algo_cls.decoder(self.cfg, explore=False)
+        values, _ = yield from self.reward.scored(
+            self.step,
+            self.step,
+            lambda: evaluate(
+                self.models,
+                self.cfg,
+                self.prompt_set,
+                self.heldout_idx,
+                self.reward.reward,
+                self.step_control,
+                decode=decode,
+            ),
+        )
+        yield Metrics(self.step, self.elapsed(), values)
+
+    def elapsed(self) -> float:
+        """Seconds of training, counting the time before a resume."""
+        return time.perf_counter() - self.started
+
+    # ---- checkpoints and the end -------------------------------------------------------
+
+    def save_if_unsaved(self) -> Iterator[Event]:
+        if self.step != self.last_saved:
+            yield from self.checkpoint()
+
+    def checkpoint(self) -> Iterator[Event]:
+        if self.checkpoint_dir is None:
+            return
+        models, world = self.models, self.world
+        rngs = distributed.gather(rng_state()) if world > 1 else None
+        weights = optimizer_state = None
+        if self.fsdp:  # every rank lends its shards to rank 0's whole copy
+            weights = sharding.full_model_state(models.policy.lm)
+            optimizer_state = sharding.full_optimizer_state(models.policy, self.optimizer)
+        if self.rank != 0:  # rank 0 alone writes; the others only lent it their RNG states
+            self.last_saved = self.step
+            return
+        state = {
+            "optimizer": optimizer_state or self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "algorithm": self.algo.state_dict(),
+            "reward_moments": self.reward_moments.state_dict(),
+            "wall_time": self.elapsed(),
+        }
+        if rngs is not None:
+            state["rng_ranks"] = rngs
+        path = save_checkpoint(
+            self.checkpoint_dir,
+            self.step,
+            models.policy,
+            models.tokenizer,
+            state,
+            keep=self.cfg.training.keep_checkpoints,
+            weights=weights,
+        )
+        self.last_saved = self.step
+        yield Checkpoint(self.step, str(path))
+
+    def close(self) -> None:
+        self.reward.close()
+        if self._release_memory is not None:
+            self._release_memory()
+
+
+def _check_fsdp(cfg: RunConfig, algo_cls: type[Algorithm], world: int) -> None:
+    """What FSDP needs that plain data parallel does not: every forward is a collective, so
+    every rank must take an equal share of the prompts and run the same loop."""
+    if algo_cls.fsdp_unsupported:
+        raise ConfigError(algo_cls.fsdp_unsupported)
+    if cfg.model.compile:
+        raise ConfigError(
+            "model.compile is not available with FSDP: turn it off, or run data parallel "
+            "(torchrun / accelerate without FSDP)"
+        )
+    if cfg.training.batch_size % world:
+        raise ConfigError(
+            f"with FSDP, training.batch_size = {cfg.training.batch_size} prompts must split "
+            f"evenly over {world} processes (a multiple of {world})"
+        )
+
+
+def _restore_rng(state: dict, rank: int, world: int, seed: int) -> None:
+    """The RNG states a checkpoint saved for this rank; a rank it has none for (another
+    number of processes) reseeds from the run's seed and the step instead."""
+    ranks = state.get("rng_ranks")
+    if world == 1 and not ranks:
+        set_rng_state(state["rng"])
+    elif ranks is not None and len(ranks) == world:
+        set_rng_state(ranks[rank])
+    elif rank == 0:
+        set_rng_state(state["rng"])
+    else:
+        seed_everything(seed + RANK_SEED_STRIDE * rank + state["step"])
