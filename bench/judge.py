@@ -63,7 +63,7 @@ def measure(mode: str, model: str, batches: int, size: int, prompts: list[str]) 
     import torch
 
     from core.rewards import BUILTINS
-    from core.rewards.judge import unload_models
+    from core.rewards.model_scored.judge import unload_models
 
     unload_models()
     question = QUESTION if mode == "yes_no" else RATING_QUESTION

@@ -14,7 +14,7 @@ from core.data import load_prompts
 from core.events import Metrics
 from core.paths import assets_dir
 from core.rewards import BUILTINS, RewardConfigError, RewardError, build_reward
-from core.rewards.builtins import BUILTIN_SPECS, FINISHED_COLUMN
+from core.rewards.builtin.builtins import BUILTIN_SPECS, FINISHED_COLUMN
 from core.rewards.params import PARAM_TYPES, BuiltinSpec
 from core.training.loop import train
 from tests.core.helpers import tiny_config

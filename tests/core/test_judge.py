@@ -9,9 +9,9 @@ import torch
 
 from core.lm.sources import default_tokenizer_dir, load_tokenizer
 from core.rewards import BUILTINS, RewardConfigError, build_reward
-from core.rewards import judge as judge_module
-from core.rewards.builtins import BUILTIN_SPECS
-from core.rewards.judge import LoadedScorer
+from core.rewards.builtin.builtins import BUILTIN_SPECS
+from core.rewards.model_scored import judge as judge_module
+from core.rewards.model_scored.judge import LoadedScorer
 
 PROMPTS = [
     "Say hello.",
