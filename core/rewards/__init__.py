@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RewardResult,
         build_reward,
     )
+    from core.rewards.model_scored.scorer import unload_models
     from core.rewards.user_code.loader import load_reward_file
     from core.rewards.user_code.sandbox import SandboxedReward
 
@@ -31,6 +32,7 @@ _LAZY = {
     "build_reward": "core.rewards.composite",
     "SandboxedReward": "core.rewards.user_code.sandbox",
     "load_reward_file": "core.rewards.user_code.loader",
+    "unload_models": "core.rewards.model_scored.scorer",
 }
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "SandboxedReward",
     "build_reward",
     "load_reward_file",
+    "unload_models",
 ]
 
 
