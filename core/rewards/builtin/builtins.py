@@ -25,10 +25,18 @@ from core.rewards.builtin.format_checks import JSON_FORMAT, REGEX, TAG_FORMAT
 from core.rewards.builtin.reference_metrics import BLEU, CHRF, ROUGE_L
 from core.rewards.builtin.similarity import EMBEDDING_SIMILARITY
 from core.rewards.errors import RewardConfigError, RewardError
-from core.rewards.params import BatchedReward, BuiltinSpec, Factory, Param, column
-from core.rewards.params import _check_names as _check_names  # for rewards defined elsewhere
+from core.rewards.params import BatchedReward, BuiltinSpec, Factory, Param, check_names, column
 
-__all__ = ["BUILTINS", "BUILTIN_SPECS", "FINISHED_COLUMN", "BuiltinSpec", "Param", "register"]
+# BuiltinSpec, Param and check_names: for rewards defined elsewhere.
+__all__ = [
+    "BUILTINS",
+    "BUILTIN_SPECS",
+    "FINISHED_COLUMN",
+    "BuiltinSpec",
+    "Param",
+    "check_names",
+    "register",
+]
 
 LENGTH_UNITS = ("chars", "words", "tokens")
 FINISHED_COLUMN = "finished"
