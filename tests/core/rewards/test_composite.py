@@ -21,7 +21,7 @@ from core.rewards import (
 )
 from core.rewards.scores import component_means
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = Path(__file__).resolve().parents[3] / "assets"
 
 
 def score(kind: str, completions: list[str], **params) -> list[float]:
