@@ -62,8 +62,7 @@ def peak_mb() -> float:
 def measure(mode: str, model: str, batches: int, size: int, prompts: list[str]) -> dict:
     import torch
 
-    from core.rewards import BUILTINS
-    from core.rewards.judge import unload_models
+    from core.rewards import BUILTINS, unload_models
 
     unload_models()
     question = QUESTION if mode == "yes_no" else RATING_QUESTION

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.rewards.builtins import BUILTINS
+from core.rewards.builtin.builtins import BUILTINS
 from core.rewards.errors import RewardConfigError, RewardError
-from core.rewards.sandbox import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, SandboxedReward
 from core.rewards.scores import validate_scores
+from core.rewards.user_code.sandbox import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    DEFAULT_TIME_LIMIT_S,
+    SandboxedReward,
+)
 
 PYTHON_KIND = "python"
 OutputCallback = Callable[[str, str], None]

@@ -142,7 +142,7 @@ class BuiltinSpec:
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Every declared parameter, checked, with defaults for the ones not given."""
-        _check_names(self.kind, params, tuple(p.name for p in self.params))
+        check_names(self.kind, params, tuple(p.name for p in self.params))
         out: dict[str, Any] = {}
         for p in self.params:
             value = params.get(p.name)
@@ -157,7 +157,7 @@ class BuiltinSpec:
         return out
 
 
-def _check_names(component: str, params: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+def check_names(component: str, params: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     """Reject parameters the component does not know, listing the ones it does."""
     for key in params:
         if key not in allowed:

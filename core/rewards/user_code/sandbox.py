@@ -2,7 +2,7 @@
 
 ``SandboxedReward`` is called like the in-process reward
 (``reward(prompts, completions, **columns)``), but the user's code runs in a
-child process (``core.rewards.worker``) started with "spawn", so it inherits no
+child process (``core.rewards.user_code.worker``) started with "spawn", so it inherits no
 torch or CUDA state from the trainer and cannot take the trainer down with it:
 
 * a batch that runs past ``time_limit_s`` is stopped (the worker is killed), and
@@ -38,9 +38,9 @@ from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
 
-from core.rewards import worker as worker_process
 from core.rewards.errors import RewardConfigError, RewardError
-from core.rewards.user_code import format_failure
+from core.rewards.user_code import worker as worker_process
+from core.rewards.user_code.loader import format_failure
 
 DEFAULT_TIME_LIMIT_S = 30.0
 DEFAULT_MEMORY_LIMIT_MB = 4096

@@ -13,8 +13,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+from core.rewards.builtin.format_checks import tag_contents
 from core.rewards.errors import RewardError
-from core.rewards.format_checks import tag_contents
 from core.rewards.params import (
     REFERENCE_COLUMN_PARAM,
     BatchedReward,

@@ -9,9 +9,9 @@ import torch
 
 from core.lm.sources import default_tokenizer_dir, load_tokenizer
 from core.rewards import BUILTINS, RewardConfigError, build_reward
-from core.rewards import judge as judge_module
-from core.rewards.builtins import BUILTIN_SPECS
-from core.rewards.judge import LoadedScorer
+from core.rewards.builtin.builtins import BUILTIN_SPECS
+from core.rewards.model_scored import scorer
+from core.rewards.model_scored.scorer import LoadedScorer
 
 PROMPTS = [
     "Say hello.",
@@ -87,15 +87,15 @@ def test_the_cache_forgets_the_least_recently_used_beyond_its_size():
 
 
 def test_the_judge_model_loads_on_the_first_batch_and_goes_when_the_run_ends():
-    judge_module.unload_models()
+    scorer.unload_models()
     reward = build_reward([component("judge", model="tiny-random", question=QUESTION)])
-    assert not judge_module._loaded
+    assert not scorer._loaded
     first = reward(["Hi."], ["Hello!"]).total
-    assert list(judge_module._loaded) == [("judge", "tiny-random", "cpu")]
+    assert list(scorer._loaded) == [("judge", "tiny-random", "cpu")]
     reward.close()
-    assert not judge_module._loaded
+    assert not scorer._loaded
     assert reward(["Hi.", "Bye."], ["Hello!", "Bye!"]).total[0] == first[0]  # from the cache
-    assert list(judge_module._loaded) == [("judge", "tiny-random", "cpu")]  # loaded again
+    assert list(scorer._loaded) == [("judge", "tiny-random", "cpu")]  # loaded again
 
 
 def test_a_judge_works_inside_a_weighted_composite():

@@ -31,7 +31,7 @@ from typing import Any
 
 from core.rewards.errors import RewardConfigError, RewardError
 from core.rewards.scores import validate_scores
-from core.rewards.user_code import call_reward, format_failure, load_reward_file
+from core.rewards.user_code.loader import call_reward, format_failure, load_reward_file
 
 # Indices into the shared array of two numbers (-1: unknown).
 SAMPLE, LINE = 0, 1

@@ -20,15 +20,23 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from core.rewards.answers import EXACT_MATCH, NUMERIC_MATCH
+from core.rewards.builtin.answers import EXACT_MATCH, NUMERIC_MATCH
+from core.rewards.builtin.format_checks import JSON_FORMAT, REGEX, TAG_FORMAT
+from core.rewards.builtin.reference_metrics import BLEU, CHRF, ROUGE_L
+from core.rewards.builtin.similarity import EMBEDDING_SIMILARITY
 from core.rewards.errors import RewardConfigError, RewardError
-from core.rewards.format_checks import JSON_FORMAT, REGEX, TAG_FORMAT
-from core.rewards.params import BatchedReward, BuiltinSpec, Factory, Param, column
-from core.rewards.params import _check_names as _check_names  # for rewards defined elsewhere
-from core.rewards.reference_metrics import BLEU, CHRF, ROUGE_L
-from core.rewards.similarity import EMBEDDING_SIMILARITY
+from core.rewards.params import BatchedReward, BuiltinSpec, Factory, Param, check_names, column
 
-__all__ = ["BUILTINS", "BUILTIN_SPECS", "FINISHED_COLUMN", "BuiltinSpec", "Param", "register"]
+# BuiltinSpec, Param and check_names: for rewards defined elsewhere.
+__all__ = [
+    "BUILTINS",
+    "BUILTIN_SPECS",
+    "FINISHED_COLUMN",
+    "BuiltinSpec",
+    "Param",
+    "check_names",
+    "register",
+]
 
 LENGTH_UNITS = ("chars", "words", "tokens")
 FINISHED_COLUMN = "finished"
@@ -345,10 +353,10 @@ for _spec in (
 ):
     register(_spec)
 
-# Model-backed rewards (AI feedback, reward models): imported last, they build on this module's
-# neighbours and load their models only when first used.
-from core.rewards.judge import JUDGE  # noqa: E402
-from core.rewards.reward_model import REWARD_MODEL  # noqa: E402
+# Model-backed rewards (AI feedback, reward models; core.rewards.model_scored): imported last,
+# they load their models only when first used.
+from core.rewards.model_scored.judge import JUDGE  # noqa: E402
+from core.rewards.model_scored.reward_model import REWARD_MODEL  # noqa: E402
 
 register(JUDGE)
 register(REWARD_MODEL)

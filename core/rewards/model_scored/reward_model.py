@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.rewards.errors import RewardConfigError, RewardError
-from core.rewards.judge import (
+from core.rewards.model_scored.scorer import (
     BATCH_SIZE_PARAM,
     CACHE_SIZE_PARAM,
     DEVICE_PARAM,

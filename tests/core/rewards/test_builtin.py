@@ -14,7 +14,7 @@ from core.data import load_prompts
 from core.events import Metrics
 from core.paths import assets_dir
 from core.rewards import BUILTINS, RewardConfigError, RewardError, build_reward
-from core.rewards.builtins import BUILTIN_SPECS, FINISHED_COLUMN
+from core.rewards.builtin.builtins import BUILTIN_SPECS, FINISHED_COLUMN
 from core.rewards.params import PARAM_TYPES, BuiltinSpec
 from core.training.loop import train
 from tests.core.helpers import tiny_config
@@ -132,6 +132,101 @@ def test_bad_parameters_fail_at_build_time_naming_the_parameter(kind, params, pa
 def test_a_renamed_component_names_itself_in_a_parameter_error() -> None:
     with pytest.raises(RewardConfigError, match=r"reward 'answer': numeric_match: .*'tolerance'"):
         build_reward([cfg("numeric_match", name="answer", tolerance=-1)])
+
+
+# --- sentiment, length, keywords -------------------------------------------------
+
+
+def test_sentiment_polarity() -> None:
+    pos, neg, neutral = score(
+        "sentiment",
+        [
+            "I love this, it is wonderful and amazing!",
+            "This is terrible, awful and I hate it.",
+            "The train leaves at noon.",
+        ],
+    )
+    assert pos > 0.5
+    assert neg < -0.5
+    assert abs(neutral) < 0.1
+
+
+def test_sentiment_rejects_params() -> None:
+    with pytest.raises(RewardConfigError, match=r"sentiment.*'mode'.*allowed parameters: none"):
+        BUILTINS["sentiment"](mode="x")
+
+
+def test_length_chars_and_words() -> None:
+    assert score("length", ["abcde", "", "abcdefghij", "abcdefghijklmno"], target=10) == [
+        -0.5,
+        -1.0,
+        0.0,
+        -0.5,
+    ]
+    assert score("length", ["one two  three\nfour", "a"], target=4, unit="words") == [0.0, -0.75]
+
+
+def test_length_tokens_uses_tokenizer() -> None:
+    class CharTokenizer:
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            assert add_special_tokens is False
+            return [ord(c) for c in text]
+
+    assert score("length", ["ab", "abcd"], target=4, unit="tokens", tokenizer=CharTokenizer()) == [
+        -0.5,
+        0.0,
+    ]
+
+
+def test_length_tokens_without_tokenizer() -> None:
+    with pytest.raises(RewardConfigError, match="tokenizer"):
+        BUILTINS["length"](target=5, unit="tokens")
+
+
+@pytest.mark.parametrize(
+    ("params", "pattern"),
+    [
+        ({}, r"length.*'target' is required"),
+        ({"target": 0}, r"length.*'target'.*positive integer"),
+        ({"target": -3}, r"length.*'target'.*positive integer"),
+        ({"target": "10"}, r"length.*'target'.*positive integer"),
+        ({"target": True}, r"length.*'target'.*positive integer"),
+        ({"target": 5, "unit": "lines"}, r"length.*'unit'.*chars, words, tokens"),
+        ({"target": 5, "size": 1}, r"length.*unknown parameter 'size'.*target, unit"),
+    ],
+)
+def test_length_bad_params(params: dict, pattern: str) -> None:
+    with pytest.raises(RewardConfigError, match=pattern):
+        BUILTINS["length"](**params)
+
+
+def test_keywords_counts_whole_words_case_insensitive() -> None:
+    text = "The Cat sat. A cat! concatenate cats CAT_x cat"
+    assert score("keywords", [text], keywords=["cat"]) == [3.0]
+    assert score("keywords", [text], keywords=["cat"], case_sensitive=True) == [2.0]
+
+
+def test_keywords_distinct_and_special_characters() -> None:
+    text = "I like C++ and c++ and rust, rust, rust."
+    assert score("keywords", [text], keywords=["c++", "rust", "go"]) == [5.0]
+    assert score("keywords", [text], keywords=["c++", "rust", "go"], per_occurrence=False) == [2.0]
+    assert score("keywords", ["a.b", "axb"], keywords=["a.b"]) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("params", "pattern"),
+    [
+        ({}, r"keywords.*'keywords'.*non-empty list"),
+        ({"keywords": "cat"}, r"keywords.*'keywords'.*non-empty list"),
+        ({"keywords": []}, r"keywords.*'keywords'.*non-empty list"),
+        ({"keywords": ["cat", 3]}, r"keywords.*'keywords'.*non-empty list"),
+        ({"keywords": ["cat"], "case_sensitive": "yes"}, r"keywords.*'case_sensitive'.*true"),
+        ({"keywords": ["cat"], "per_occurrence": 1}, r"keywords.*'per_occurrence'.*true"),
+    ],
+)
+def test_keywords_bad_params(params: dict, pattern: str) -> None:
+    with pytest.raises(RewardConfigError, match=pattern):
+        BUILTINS["keywords"](**params)
 
 
 # --- keywords: required / forbidden ----------------------------------------------

@@ -26,17 +26,25 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import string
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.lm import looks_like_path
 from core.lm.kv_cache import cache_kwarg, cache_of
 from core.rewards.errors import RewardConfigError, RewardError
+from core.rewards.model_scored.scorer import (
+    BATCH_SIZE_PARAM,
+    CACHE_SIZE_PARAM,
+    DEVICE_PARAM,
+    CachedScorer,
+    LoadedScorer,
+    Pair,
+    check_device,
+    shared_model,
+)
 from core.rewards.params import BuiltinSpec, Param
 
 if TYPE_CHECKING:
@@ -45,7 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JUDGE_MODES = ("yes_no", "rating")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 CHAT_TEMPLATE_CHOICES = ("auto", "on", "off")
 TEMPLATE_FIELDS = ("prompt", "completion")
 
@@ -63,20 +70,8 @@ DEFAULT_QUESTIONS = {
 _YES = ("yes", "Yes", "YES")
 _NO = ("no", "No", "NO")
 
-Pair = tuple[str, str]
 
-
-# ---- parameter checks shared with reward_model.py -------------------------------------
-
-
-def check_device(component: str, value: str) -> torch.device:
-    """The device now, so "cuda" on a machine without one fails before training starts."""
-    from core.lm.device import ModelError, resolve_device
-
-    try:
-        return resolve_device(value)
-    except (ModelError, RuntimeError) as exc:
-        raise RewardConfigError(f"{component}: parameter 'device': {exc}") from None
+# ---- the judge's parameter checks -----------------------------------------------------
 
 
 def check_template(component: str, template: Any) -> str:
@@ -116,123 +111,7 @@ def looks_like_missing_path(name: str) -> bool:
     """A model name that is clearly meant as a file or folder, and is not there."""
     if Path(name).expanduser().exists():
         return False
-    return (
-        name.endswith(".gguf")
-        or name.startswith((".", "/", "~"))
-        or (os.sep in name and name.count("/") != 1)
-    )
-
-
-# ---- models loaded once per process ---------------------------------------------------
-
-
-@dataclass
-class LoadedScorer:
-    model: Any
-    tokenizer: Any
-    device: torch.device
-    dtype: torch.dtype
-
-
-_loaded: dict[tuple, LoadedScorer] = {}
-_load_lock = threading.Lock()
-
-
-def shared_model(key: tuple, load: Callable[[], tuple[Any, Any]], device: torch.device):
-    """Load (model, tokenizer) for ``key`` once per process, on ``device``, frozen.
-
-    The random-number state is left as it was, so adding a judge does not change
-    which completions a seeded run samples.
-    """
-    import torch
-
-    from core.lm.device import resolve_dtype
-
-    with _load_lock:
-        if key not in _loaded:
-            with torch.random.fork_rng(devices=[]):
-                model, tokenizer = load()
-            model.to(device).eval().requires_grad_(False)
-            _loaded[key] = LoadedScorer(model, tokenizer, device, resolve_dtype(device))
-        return _loaded[key]
-
-
-def release_model(key: tuple) -> None:
-    """Drop the shared model for ``key``; its memory goes once no scorer holds it."""
-    with _load_lock:
-        _loaded.pop(key, None)
-
-
-def unload_models() -> None:
-    """Forget every judge and reward model loaded so far (tests; freeing memory)."""
-    with _load_lock:
-        _loaded.clear()
-
-
-# ---- batching and the cache -----------------------------------------------------------
-
-
-class CachedScorer:
-    """A batched reward over (prompt, completion) pairs that scores each pair once.
-
-    ``cache_hits`` counts samples answered without the model (seen in an earlier
-    call, or earlier in the same call), ``cache_misses`` samples the model scored.
-    ``model_key`` names the shared model it scores with (see ``shared_model``).
-    """
-
-    model_key: tuple = ()
-
-    def __init__(self, batch_size: int, cache_size: int) -> None:
-        self.batch_size = batch_size
-        self.cache_size = cache_size
-        self.cache_hits = 0
-        self.cache_misses = 0
-        self._cache: OrderedDict[Pair, float] = OrderedDict()
-
-    def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
-        keys = list(zip(prompts, completions))
-        found: dict[Pair, float] = {}
-        todo: list[Pair] = []
-        queued: set[Pair] = set()
-        for key in keys:
-            if key in found or key in queued:
-                self.cache_hits += 1
-            elif key in self._cache:
-                self._cache.move_to_end(key)
-                found[key] = self._cache[key]
-                self.cache_hits += 1
-            else:
-                todo.append(key)
-                queued.add(key)
-        self.cache_misses += len(todo)
-        # Similar lengths together: less padding in each batch.
-        todo.sort(key=lambda pair: len(pair[0]) + len(pair[1]))
-        if todo:
-            import torch
-
-            with torch.inference_mode():
-                for start in range(0, len(todo), self.batch_size):
-                    chunk = todo[start : start + self.batch_size]
-                    for key, value in zip(chunk, self.score_batch(chunk)):
-                        found[key] = value
-                        self._remember(key, value)
-        return [found[key] for key in keys]
-
-    def _remember(self, key: Pair, value: float) -> None:
-        if self.cache_size <= 0:
-            return
-        self._cache[key] = value
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-
-    def score_batch(self, pairs: list[Pair]) -> list[float]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Let the model go when the run ends (the composite calls this); the scores stay
-        cached and a later call loads the model again."""
-        release_model(self.model_key)
+    return looks_like_path(name)
 
 
 # ---- the judge ------------------------------------------------------------------------
@@ -452,26 +331,6 @@ def _build_judge(
         cache_size=cache_size,
     )
 
-
-DEVICE_PARAM = Param(
-    "device",
-    "str",
-    "Where the scoring model runs; auto picks CUDA, then Apple MPS, then the CPU, "
-    "as the policy's auto does",
-    default="auto",
-    choices=DEVICES,
-)
-BATCH_SIZE_PARAM = Param(
-    "batch_size", "int", "Samples per forward pass", default=16, min=1, max=4096
-)
-CACHE_SIZE_PARAM = Param(
-    "cache_size",
-    "int",
-    "Scores remembered by (prompt, completion) text, least recently used dropped first; "
-    "0 turns the cache off",
-    default=4096,
-    min=0,
-)
 
 JUDGE = BuiltinSpec(
     kind="judge",

@@ -1,4 +1,5 @@
-"""User reward code in a warm worker process (core.rewards.sandbox), hostile code included.
+"""User reward code in a warm worker process (core.rewards.user_code.sandbox), hostile code
+included.
 
 One worker per module is shared by most tests, and every test leaves it usable, which is
 itself the point: after each failure the same object scores the next batch. The whole run
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from core.rewards import RewardConfigError, RewardError, SandboxedReward, build_reward
-from core.rewards.worker import TailBuffer
+from core.rewards.user_code.worker import TailBuffer
 from tests.core.helpers import ROOT
 
 HOSTILE = """
@@ -61,7 +62,7 @@ def reward(prompts, completions, **columns):
     if prompts[0] == "short":
         return [1.0]
     if prompts[0] == "light":
-        heavy = ("torch", "transformers", "core.rewards.builtins", "core.rewards.composite")
+        heavy = ("torch", "transformers", "core.rewards.builtin.builtins", "core.rewards.composite")
         return [float(any(name in sys.modules for name in heavy))] * len(completions)
     bonus = columns.get("bonus", [0.0] * len(completions))
     return [float(len(c)) + b for c, b in zip(completions, bonus)]

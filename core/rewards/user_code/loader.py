@@ -13,7 +13,7 @@ columns.
 
 ``call_reward`` is the single place that invokes user code. It runs in this
 process when a ``UserReward`` is called directly, or in a separate worker
-process when the reward is wrapped in ``core.rewards.sandbox.SandboxedReward``.
+process when the reward is wrapped in ``core.rewards.user_code.sandbox.SandboxedReward``.
 """
 
 from __future__ import annotations
