@@ -1,7 +1,7 @@
 """The run configuration: frozen dataclasses whose field metadata (help, bounds,
 choices) drives validation here and the hyperparameter form in the studio.
 
-A config is never mutated; `replace_path` returns a new one.
+A config is never mutated: `with_overrides` and `dataclasses.replace` return a new one.
 """
 
 from __future__ import annotations

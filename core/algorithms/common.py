@@ -16,7 +16,7 @@ import math
 import torch
 
 
-def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
+def bool_mask(mask: torch.Tensor) -> torch.Tensor:
     """Returns the mask as a bool tensor (nonzero = real token), same shape."""
     return mask if mask.dtype == torch.bool else mask != 0
 
@@ -24,7 +24,7 @@ def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
 def masked_fill_zero(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Returns x as float32 (same shape) with padding positions set to 0 (gradient 0 there too)."""
     zero = torch.zeros((), dtype=torch.float32, device=x.device)
-    return torch.where(_bool_mask(mask), x.float(), zero)
+    return torch.where(bool_mask(mask), x.float(), zero)
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -35,7 +35,7 @@ def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> t
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Returns the float32 mean of x over real tokens (0-d or reduced along dim); 0 where none."""
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     count = m.sum() if dim is None else m.sum(dim=dim)
     return masked_sum(x, m, dim) / count.float().clamp_min(1.0)
 
@@ -46,7 +46,7 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     With ``unbiased`` the sum of squares is divided by n - 1; with fewer than two real
     tokens the correction is skipped (the result is 0 rather than NaN).
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     xm = masked_fill_zero(x, m)
     mean = masked_mean(xm, m)
     sq = masked_sum((xm - mean) ** 2, m)
@@ -62,7 +62,7 @@ def masked_whiten(
 
     With ``shift_mean`` the result also has mean 0; without it the original mean is kept.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     xm = masked_fill_zero(x, m)
     mean = masked_mean(xm, m)
     var = masked_var(xm, m, unbiased=True)
@@ -159,7 +159,7 @@ class AdaptiveKLController:
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
     """Returns the float 1 - Var[returns - values] / Var[returns]; NaN if Var[returns] == 0."""
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     ret = masked_fill_zero(returns, m)
     var_ret = masked_var(ret, m, unbiased=False)
     var_res = masked_var(ret - masked_fill_zero(values, m), m, unbiased=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from core.algorithms.common import (
-    _bool_mask,
+    bool_mask,
     kl_k3,
     masked_fill_zero,
     masked_mean,
@@ -107,7 +107,7 @@ def grpo_policy_loss(
     if normalize not in LOSS_NORMALIZATIONS:
         allowed = ", ".join(repr(n) for n in LOSS_NORMALIZATIONS)
         raise ValueError(f"unknown normalize {normalize!r}; allowed: {allowed}")
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     batch = m.shape[0]
     if advantages.numel() != batch:
         raise ValueError(
@@ -143,7 +143,7 @@ def rloo_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tens
     Sequence-level REINFORCE with the leave-one-out advantages [B] (Ahmadian et al. 2024): each
     sequence weighs the same whatever its length; a row whose mask is empty contributes 0.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     batch = m.shape[0]
     seq_logp = masked_sum(logprobs, m, dim=1)  # [B]
     return -(advantages.float().reshape(-1) * seq_logp).sum() / max(batch, 1)

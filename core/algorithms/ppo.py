@@ -13,7 +13,7 @@ import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
-    _bool_mask,
+    bool_mask,
     explained_variance,
     kl_estimate,
     masked_fill_zero,
@@ -40,7 +40,7 @@ def per_token_rewards(
     (the last position where mask is 1). A row whose mask is all 0 gets no score: its rewards
     are all 0.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     zero = torch.zeros((), dtype=torch.float32, device=m.device)
     kl = masked_fill_zero(kl_estimate(logprobs, ref_logprobs, estimator), m)
     rewards = -kl_coef * kl
@@ -62,7 +62,7 @@ def gae_advantages(
     V and A after the last real token are 0 (the episode ends there). returns = advantages +
     values. Padding rewards/values (even NaN) are ignored.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     zero = torch.zeros((), dtype=torch.float32, device=m.device)
     r = masked_fill_zero(rewards, m)
     v = masked_fill_zero(values, m)
@@ -94,7 +94,7 @@ def ppo_policy_loss(
     active; ``approx_kl`` the k3 estimate mean((ratio - 1) - log ratio) of KL(old || new);
     ``ratio_mean``.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     # Zeroing padding before any arithmetic keeps NaN/inf there out of values and gradients.
     log_ratio = masked_fill_zero(logprobs.float() - old_logprobs.float(), m)
     ratio = torch.exp(log_ratio)
@@ -125,7 +125,7 @@ def ppo_value_loss(
     stats (detached 0-d tensors): ``vf_clipfrac`` share of real tokens where the clipped term
     was the larger one.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     v = masked_fill_zero(values, m)
     old = masked_fill_zero(old_values, m)
     ret = masked_fill_zero(returns, m)

@@ -11,7 +11,7 @@ import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import (
-    _bool_mask,
+    bool_mask,
     kl_estimate,
     masked_fill_zero,
     masked_sum,
@@ -70,7 +70,7 @@ def reinforce_loss(
     Token-level normalisation: every real token in the batch weighs the same, so longer
     responses contribute more terms; 0 when the mask is empty.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     weighted = advantages.float().reshape(-1, 1) * masked_fill_zero(logprobs, m)
     return -masked_sum(weighted, m) / m.sum().float().clamp_min(1.0)
 

@@ -224,7 +224,7 @@ def _sample(models: LoadedModels, enc, gen, end_ids, control, decode):
 
 
 def _reference_logits(models: LoadedModels, ids, attention, prompt_len):
-    with torch.no_grad(), models.reference._model() as lm:
+    with torch.no_grad(), models.reference.model() as lm:
         return response_logits_shared(lm, ids, attention, prompt_len)[0]
 
 

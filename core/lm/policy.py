@@ -79,7 +79,8 @@ class Reference:
             self.lm = copy.deepcopy(policy.lm).eval().requires_grad_(False)
 
     @contextmanager
-    def _model(self):
+    def model(self):
+        """The reference model for a `with` block (with LoRA: the policy, adapter off)."""
         if self.lm is not None:
             yield self.lm
         else:
@@ -88,7 +89,7 @@ class Reference:
 
     @torch.no_grad()
     def response_logits(self, input_ids, attention_mask, prompt_len: int) -> torch.Tensor:
-        with self._model() as lm:
+        with self.model() as lm:
             return response_outputs(lm, input_ids, attention_mask, prompt_len).logits
 
 

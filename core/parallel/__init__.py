@@ -1,1 +1,2 @@
-"""Several processes: torch.distributed helpers and FSDP sharding."""
+"""Several processes: `distributed` (torch.distributed under torchrun / accelerate: ranks,
+collectives, sharding the batch) and `sharding` (FSDP of the language model)."""

@@ -21,7 +21,7 @@ from functools import reduce
 
 import torch
 
-from core.algorithms.common import _bool_mask, masked_fill_zero, masked_mean
+from core.algorithms.common import bool_mask, masked_fill_zero, masked_mean
 from core.lm.forward import logprobs_from_logits
 
 # AWAC weights exp(beta * advantage) are clamped to [0, AWAC_WEIGHT_MAX] so a single token
@@ -108,7 +108,7 @@ def ilql_losses(
         raise ValueError(
             f"need as many target Q heads as Q heads (>= 1): {len(qs)}, {len(target_qs)}"
         )
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     zero = torch.zeros((), dtype=torch.float32, device=m.device)
     # Padding may hold any id (-100, pad id beyond the vocab); gather needs a valid one.
     acts = torch.where(m, actions.long(), 0)
@@ -172,7 +172,7 @@ def lambda_returns(
     after t are the data's, so lam near 1 leans toward the data's own values.
     Padding in rewards and next_v may hold anything.
     """
-    m = _bool_mask(mask)
+    m = bool_mask(mask)
     r = masked_fill_zero(rewards, m)
     nv = masked_fill_zero(next_v, m)
     if lam == 0.0:

@@ -255,7 +255,7 @@ def test_standardised_totals_use_every_batch_so_far() -> None:
 
 def test_normalized_rewards_resume_exactly(tmp_path: Path) -> None:
     """The logged reward stays raw; the running moments are saved with the checkpoint."""
-    letter_e = Path(__file__).parents[2] / "assets" / "rewards" / "letter_e.py"
+    letter_e = Path(__file__).parents[3] / "assets" / "rewards" / "letter_e.py"
     common = {"training.steps": 4, "training.checkpoint_every": 2}
     normalized = config(letter_e, **common, **{"reward.normalize": True})
     straight = [e for e in train(normalized, checkpoint_dir=tmp_path / "a") if type(e) is Metrics]

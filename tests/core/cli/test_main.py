@@ -111,7 +111,7 @@ def test_bad_input_exits_2_with_one_clear_line(db, tmp_path, capsys, args, messa
     empty.write_text("")
     args = [a.replace("EMPTY", str(empty)) for a in args]
     if "README.md" in args:
-        args[args.index("README.md")] = str(Path(__file__).parents[2] / "README.md")
+        args[args.index("README.md")] = str(Path(__file__).parents[3] / "README.md")
     assert main(["--db", db, "train", str(TINY_RECIPE), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err

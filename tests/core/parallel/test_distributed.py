@@ -2,7 +2,7 @@
 
 The CLI case runs `rlstudio train` and `rlstudio resume` unchanged under torchrun; the
 loop case runs this file itself as the worker (`python -m torch.distributed.run ...
-tests/core/test_distributed.py worker OUT`), which trains and writes what each rank saw.
+tests/core/parallel/test_distributed.py worker OUT`), which trains and writes what each rank saw.
 """
 
 from __future__ import annotations
