@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.events import Metrics
 from core.store import Store
-from studio.background import BackgroundRead
+from studio.tasks import Task, run_in_background
 
 FOLLOW_MS = 1000
 SAMPLES_PER_POLL = 500
@@ -30,8 +30,7 @@ class RunFollower(QObject):
         # A resumed run redoes the steps after its checkpoint (and replaces their samples).
         self.samples_seen = store.sample_count(run_id, up_to=after_step) if after_step else 0
         self.stopped = False
-        self._reader = BackgroundRead(self)  # a distant server must not stall the window
-        self._reader.done.connect(self._read_done)
+        self._reading: Task | None = None  # a distant server must not stall the window
         self.timer = QTimer(self, interval=FOLLOW_MS)
         self.timer.timeout.connect(self._poll_later)
 
@@ -44,7 +43,14 @@ class RunFollower(QObject):
         self.stopped = True
 
     def _poll_later(self) -> None:
-        self._reader.start(self._read)
+        """The timer's poll, off the GUI thread; none while the last one still waits."""
+        if self._reading is None or self._reading.done:
+            self._reading = run_in_background(
+                self._read,
+                on_done=lambda result: self._read_done(result, None),
+                on_error=lambda exc: self._read_done(None, exc),
+                parent=self,
+            )
 
     def _read(self):
         done, seen = self.done_step, self.samples_seen

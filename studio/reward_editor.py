@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 import tomllib
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -37,6 +36,7 @@ from core.config import RewardComponentConfig
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
 from studio.code_editor import CodeEditor
+from studio.tasks import run_in_background
 
 ERROR_STYLE = "color: #d9534f;"
 OK_STYLE = "color: #3c9a5f;"
@@ -52,9 +52,6 @@ class _Component:
     params: dict[str, Any]
     code: str | None = None  # python components: the editor's text
     path: Path | None = None
-
-
-_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="try-reward")
 
 
 def _score(components, prompts: list[str], completions: list[str], columns: dict):
@@ -93,10 +90,6 @@ class RewardEditor(QWidget):
         self.items: list[_Component] = []
         self._current: int | None = None  # the python component shown in the editor
         self.samples_source = None  # callable -> list[(prompt, completion, columns)]
-        self._trying: Future | None = None
-        self._try_timer = QTimer(self)
-        self._try_timer.setInterval(50)
-        self._try_timer.timeout.connect(self._try_finished)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -393,24 +386,22 @@ class RewardEditor(QWidget):
         self.try_button.setEnabled(False)
         self.result.setStyleSheet("")
         self.result.setText("Scoring...")
-        # A plain thread, polled by a GUI timer: no Qt object crosses threads.
-        self._trying = _POOL.submit(
-            _score, self.components(save=True), [r[0] for r in rows], completions, columns
+        components, prompts = self.components(save=True), [r[0] for r in rows]
+        run_in_background(
+            lambda: _score(components, prompts, completions, columns),
+            on_done=self._scored,
+            on_error=self._score_failed,
+            parent=self,
         )
-        self._try_timer.start()
 
-    def _try_finished(self) -> None:
-        if self._trying is None or not self._trying.done():
-            return
-        self._try_timer.stop()
+    def _score_failed(self, exc: BaseException) -> None:
         self.try_button.setEnabled(True)
-        future, self._trying = self._trying, None
-        try:
-            result, completions = future.result()
-        except Exception as exc:
-            self.show_error(str(exc), getattr(exc, "lineno", None), getattr(exc, "component", None))
-            self.tried.emit(False)
-            return
+        self.show_error(str(exc), getattr(exc, "lineno", None), getattr(exc, "component", None))
+        self.tried.emit(False)
+
+    def _scored(self, answer) -> None:
+        self.try_button.setEnabled(True)
+        result, completions = answer
         lines = []
         for i, completion in enumerate(completions):
             parts = ", ".join(

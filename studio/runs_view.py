@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from core.exports import export_metrics, export_run_model, export_samples
 from core.store import RunInfo, Store
 from core.store.engine import error_reason
-from studio.background import BackgroundRead
+from studio.tasks import Task, run_in_background
 
 COLUMNS = (
     "ID",
@@ -120,8 +120,7 @@ class RunsView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.table)
 
-        self._reader = BackgroundRead(self)
-        self._reader.done.connect(self._read_done)
+        self._reading: Task | None = None  # one background read at a time
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._refresh_if_visible)
@@ -136,16 +135,27 @@ class RunsView(QWidget):
         self.table.clearSelection()
         self.refresh()
 
-    def _refresh_if_visible(self) -> None:
-        if self.isVisible() or self.connection_lost:  # a lost server is retried regardless
-            store = self.store
-            self._reader.start(lambda: (store, store.runs()))
+    @property
+    def reading(self) -> bool:
+        """A background read of the runs is under way."""
+        return self._reading is not None and not self._reading.done
 
-    def _read_done(self, result, error) -> None:
-        if error is not None:
-            self._show(None, error)
-        elif result[0] is self.store:  # not an answer from a store since replaced
-            self._show(result[1], None)
+    def _refresh_if_visible(self) -> None:
+        """The timer's read, off the GUI thread: a distant server must not stall the window.
+        A tick while the last read still waits (a server gone away) starts no other."""
+        if (self.isVisible() or self.connection_lost) and not self.reading:  # lost: retried
+            store = self.store
+            self._reading = run_in_background(
+                lambda: (store, store.runs()),
+                on_done=self._runs_read,
+                on_error=lambda exc: self._show(None, exc),
+                parent=self,
+            )
+
+    def _runs_read(self, answer) -> None:
+        store, runs = answer
+        if store is self.store:  # not an answer from a store since replaced
+            self._show(runs, None)
 
     def refresh(self) -> None:
         """Read the runs now (a button, a run that started or ended); the timer reads them
@@ -273,26 +283,31 @@ class RunsView(QWidget):
         path, _ = QFileDialog.getSaveFileName(
             self, f"Export {what}", f"run-{run_id}-{what}.csv", "CSV (*.csv);;JSON (*.json)"
         )
-        if not path:
-            return
-        try:
-            fn = export_metrics if what == "metrics" else export_samples
-            n = fn(self.store, run_id, path)
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.message.emit(f"Exported {n} {what} rows to {path}")
+        if path:
+            export, store = export_metrics if what == "metrics" else export_samples, self.store
+            run_in_background(
+                lambda: export(store, run_id, path),
+                on_done=lambda n: self.message.emit(f"Exported {n} {what} rows to {path}"),
+                on_error=self._export_failed,
+                parent=self,
+            )
 
     def _export_model(self) -> None:
         run_id = self._one()
         if run_id is None:
             return
         out = QFileDialog.getExistingDirectory(self, "Export the model into a folder")
-        if not out:
-            return
-        try:
-            path, step = export_run_model(self.store, run_id, out)
-        except Exception as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.message.emit(f"Exported run {run_id} (step {step}) to {path}")
+        if out:
+            store = self.store
+            self.message.emit(f"Exporting run {run_id} to {out}...")
+            run_in_background(
+                lambda: export_run_model(store, run_id, out),
+                on_done=lambda done: self.message.emit(
+                    f"Exported run {run_id} (step {done[1]}) to {done[0]}"
+                ),
+                on_error=self._export_failed,
+                parent=self,
+            )
+
+    def _export_failed(self, exc: BaseException) -> None:
+        QMessageBox.warning(self, "Export failed", str(exc))
