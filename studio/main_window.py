@@ -25,12 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core import default_run_name
 from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict, validate
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
-from core.store import Store
-from core.store.engine import error_reason, shown_url
-from core.store.records import LIVE
+from core.store import LIVE, Store, error_reason, shown_url
 from studio.dashboard import Dashboard, RunSeries
 from studio.follow import RunFollower
 from studio.process_run import ProcessRun
@@ -303,8 +302,6 @@ class MainWindow(QMainWindow):
         self._begin(RunThread(self.db_url, resume_id=run_id))
 
     def _run_name(self, cfg: RunConfig) -> str:
-        from core.runner import default_run_name
-
         recipe = self.setup.recipe.currentText().removesuffix(" (mine)")
         return default_run_name(cfg, recipe)
 

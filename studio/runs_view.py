@@ -20,9 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.exports import export_metrics, export_run_model, export_samples
-from core.store import RunInfo, Store
-from core.store.engine import error_reason
+from core import export_metrics, export_run_model, export_samples
+from core.store import RunInfo, Store, error_reason
 from studio.tasks import Task, run_in_background
 
 COLUMNS = (

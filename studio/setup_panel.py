@@ -33,7 +33,7 @@ from core.config import (
     load_config,
 )
 from core.data import bundled_prompt_sets, load_prompts
-from core.lm.sources import TINY_RANDOM
+from core.lm import TINY_RANDOM
 from core.paths import assets_dir, data_dir
 from studio.config_form import ConfigForm
 

@@ -53,8 +53,7 @@ def _check_all(home: Path) -> None:
     _check_schema(db_url)
     _ok("database created at the current schema", t)
     t = time.monotonic()
-    from core.lm.device import ModelError
-    from core.lm.sources import bundled_gguf
+    from core.lm import ModelError, bundled_gguf
 
     try:
         gguf = bundled_gguf()  # converted on first use; needs no network
@@ -68,21 +67,11 @@ def _check_all(home: Path) -> None:
 
 
 def _check_schema(db_url: str) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
+    from core.store import schema_problems
 
-    from core.store import Store
-    from core.store.engine import alembic_config
-    from core.store.schema import Base
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    with Store(db_url) as store, store.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        current = context.get_current_revision()
-        differences = compare_metadata(context, Base.metadata)
-    if current != head or differences:
-        raise SmokeFailure(f"schema {current} (expected {head}); differences: {differences}")
+    problems = schema_problems(db_url)
+    if problems:
+        raise SmokeFailure(problems)
 
 
 def _train_in_the_window(db_url: str) -> None:

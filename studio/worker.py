@@ -15,12 +15,8 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
-from core.config import RunConfig
-from core.control import Control, Stopped
-from core.errors import USER_ERRORS
+from core import USER_ERRORS, Control, RunConfig, Stopped, Store, preflight, resume_run, start_run
 from core.events import Status
-from core.runner import preflight, resume_run, start_run
-from core.store import Store
 
 PUMP_MS = 50  # at most 20 deliveries a second
 _collector = None
