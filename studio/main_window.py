@@ -35,7 +35,7 @@ from studio.follow import RunFollower
 from studio.process_run import ProcessRun
 from studio.reward_editor import RewardEditor
 from studio.runs_view import RunsView
-from studio.samples_view import SampleItem, SamplesView
+from studio.samples_view import SamplesView
 from studio.setup_panel import SetupPanel, user_recipes_dir
 from studio.worker import (
     EventPump,
@@ -290,9 +290,7 @@ class MainWindow(QMainWindow):
         if str(self.store.run(run_id).status) in LIVE:
             self._say(f"Run {run_id} is training in another process; it cannot be resumed here")
             return
-        ckpt = next(
-            (c for c in reversed(self.store.checkpoints(run_id)) if Path(c.path).is_dir()), None
-        )
+        ckpt = self.store.newest_checkpoint_on_disk(run_id)
         # the steps up to the checkpoint it resumes from; the live points follow them
         self.live = self._show_stored(run_id, up_to=ckpt.step if ckpt else 0)
         self.shown_run_id = self.last_run_id = self.runs.live_run_id = run_id
@@ -354,7 +352,7 @@ class MainWindow(QMainWindow):
 
     def _followed_samples(self, rows: list) -> None:
         if self.shown_run_id == self._live_id():
-            self.samples.add_items([SampleItem.from_any(r.step, r) for r in rows])
+            self.samples.add_items(rows)
 
     def _process_finished(self, code: int, error: str) -> None:
         if self.follower is not None:  # the last steps, while the run still counts as live
@@ -437,7 +435,7 @@ class MainWindow(QMainWindow):
                 self._step_status(event)
             elif isinstance(event, Samples):
                 if showing_live:
-                    self.samples.add(event.step, event.rows)
+                    self.samples.add_items(event.rows)
             elif isinstance(event, Status):
                 self._status(event)
             elif isinstance(event, Log):
@@ -587,9 +585,7 @@ class MainWindow(QMainWindow):
         rows = self.store.samples(
             run_id, offset=max(0, total - SAMPLES_LOADED), limit=SAMPLES_LOADED
         )
-        self.samples.add_items(
-            [SampleItem.from_any(r.step, r) for r in rows if up_to is None or r.step <= up_to]
-        )
+        self.samples.add_items(r for r in rows if up_to is None or r.step <= up_to)
 
     def open_run(self, run_id: int) -> None:
         if self.running and run_id == self._live_id():
@@ -619,8 +615,8 @@ class MainWindow(QMainWindow):
             data = DataConfig(prompts=self.setup.prompts.currentText().strip())
             prompt_set = load_prompts(data, self.setup.base_dir)
         except Exception:
-            return [(i.prompt, i.completion, {}) for i in self.samples.model.items[-4:]]
-        recent = [i.completion for i in self.samples.model.items[-4:]]
+            return [(i.prompt, i.completion, {}) for i in self.samples.recent(4)]
+        recent = [i.completion for i in self.samples.recent(4)]
         rows = []
         for i in range(min(4, len(prompt_set))):
             columns = {k: v[i] for k, v in prompt_set.columns.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QUrl
@@ -28,37 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.events import Sample
+
 FIXED_COLUMNS = ("Step", "Prompt", "Completion", "Reward")
 COLOUR_BY = ("logprob", "kl", "advantage")
 MAX_ROWS = 50_000  # the table keeps the newest rows; the store keeps them all
-
-
-@dataclass(frozen=True)
-class SampleItem:
-    step: int
-    prompt: str
-    completion: str
-    reward: float | None
-    components: dict[str, float | None]
-    tokens: list[str] | None = None
-    logprobs: list[float | None] | None = None
-    kl: list[float | None] | None = None
-    advantages: list[float | None] | None = None
-
-    @classmethod
-    def from_any(cls, step: int, row: Any) -> SampleItem:
-        """From a live `core.events.Sample` or a stored `SampleRow`."""
-        return cls(
-            step=step,
-            prompt=row.prompt,
-            completion=row.completion,
-            reward=row.reward,
-            components=dict(row.components or {}),
-            tokens=list(row.tokens) if row.tokens is not None else None,
-            logprobs=list(row.logprobs) if row.logprobs is not None else None,
-            kl=list(row.kl) if row.kl is not None else None,
-            advantages=list(row.advantages) if row.advantages is not None else None,
-        )
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -69,7 +43,7 @@ def _one_line(text: str, limit: int = 160) -> str:
 class SamplesModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[SampleItem] = []
+        self.items: list[Sample] = []
         self.components: list[str] = []
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -99,7 +73,7 @@ class SamplesModel(QAbstractTableModel):
             return value[:2000]
         return None
 
-    def _value(self, item: SampleItem, col: int) -> Any:
+    def _value(self, item: Sample, col: int) -> Any:
         if col == 0:
             return item.step
         if col == 1:
@@ -110,7 +84,7 @@ class SamplesModel(QAbstractTableModel):
             return item.reward
         return item.components.get(self.components[col - len(FIXED_COLUMNS)])
 
-    def add(self, items: list[SampleItem]) -> None:
+    def add(self, items: list[Sample]) -> None:
         if not items:
             return
         names = [n for i in items for n in i.components if n not in self.components]
@@ -163,7 +137,7 @@ class SamplesFilter(QSortFilterProxyModel):
         )
 
 
-def token_html(item: SampleItem, colour_by: str) -> str:
+def token_html(item: Sample, colour_by: str) -> str:
     """The prompt (grey) and the completion's tokens on coloured backgrounds, as links
     whose hover shows the token's numbers."""
     prompt = html.escape(item.prompt).replace("\n", "<br>")
@@ -272,11 +246,12 @@ class SamplesView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
 
-    def add(self, step: int, rows) -> None:
-        self.model.add([SampleItem.from_any(step, r) for r in rows])
+    def add_items(self, items: Iterable[Sample]) -> None:
+        self.model.add(list(items))
 
-    def add_items(self, items: list[SampleItem]) -> None:
-        self.model.add(items)
+    def recent(self, n: int) -> list[Sample]:
+        """The newest `n` samples in the table (oldest first)."""
+        return self.model.items[-n:] if n > 0 else []
 
     def clear(self) -> None:
         self.model.clear()
@@ -291,7 +266,7 @@ class SamplesView(QWidget):
             -math.inf if reward_min <= self.reward_min.minimum() else reward_min,
         )
 
-    def current_item(self) -> SampleItem | None:
+    def current_item(self) -> Sample | None:
         index = self.table.currentIndex()
         if not index.isValid():
             return None

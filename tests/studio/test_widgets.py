@@ -9,9 +9,10 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from core.config import TrainingConfig, to_dict
+from core.events import Sample
 from studio.config_form import ConfigForm
 from studio.dashboard import Dashboard, RunSeries, panel_for
-from studio.samples_view import SampleItem, SamplesView, token_html
+from studio.samples_view import SamplesView, token_html
 from studio.series import Series, ema
 
 
@@ -86,7 +87,7 @@ def test_form_checks_each_field_inline(qtbot):
 
 
 def _item(step, reward, completion="text"):
-    return SampleItem(step, "prompt", completion, reward, {"r": reward})
+    return Sample(step, "prompt", completion, reward, {"r": reward})
 
 
 def test_samples_filter_by_text_step_and_reward(qtbot):
@@ -105,7 +106,7 @@ def test_samples_filter_by_text_step_and_reward(qtbot):
 
 
 def test_token_colouring_follows_the_chosen_quantity():
-    item = SampleItem(
+    item = Sample(
         1,
         "p",
         "ab",
