@@ -124,7 +124,7 @@ def main() -> None:
 
     app = QApplication.instance() or QApplication([])
     from studio.main_window import MainWindow
-    from studio.worker import finish_garbage_collection
+    from studio.tasks import finish_garbage_collection
 
     window = MainWindow(db_url=None, recipe=args.recipe)
     window.resize(1500, 950)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from PySide6.QtWidgets import (
 )
 
 from core.config import RewardComponentConfig
+from core.data import PromptSet
+from core.events import Sample
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
 from studio.code_editor import CodeEditor
@@ -58,6 +61,25 @@ def _score(components, prompts: list[str], completions: list[str], columns: dict
     """Build the rewards, score, and stop their workers (in the "Try it" thread)."""
     with build_reward(components, tokenizer=_WordTokenizer()) as reward:
         return reward(prompts, completions, **columns), completions
+
+
+def preview_rows(
+    load_prompt_set: Callable[[], PromptSet], recent: list[Sample], n: int = 4
+) -> list[tuple[str, str, dict]]:
+    """Rows for "Try it": the prompt set's first prompts with their columns (references,
+    answers...), and the newest completions on screen (else the reference itself); where
+    the prompt set does not load, the newest samples alone."""
+    try:
+        prompt_set = load_prompt_set()
+    except Exception:
+        return [(s.prompt, s.completion, {}) for s in recent[-n:]]
+    rows = []
+    for i in range(min(n, len(prompt_set))):
+        columns = {k: v[i] for k, v in prompt_set.columns.items()}
+        fallback = columns.get("reference", columns.get("answer", ""))
+        completion = recent[i].completion if i < len(recent) else str(fallback or "")
+        rows.append((prompt_set.prompts[i], completion, columns))
+    return rows
 
 
 def _params_text(params: dict[str, Any]) -> str:

@@ -29,10 +29,12 @@ from PySide6.QtWidgets import (
 )
 
 from core.events import Sample
+from core.store import Store
 
 FIXED_COLUMNS = ("Step", "Prompt", "Completion", "Reward")
 COLOUR_BY = ("logprob", "kl", "advantage")
 MAX_ROWS = 50_000  # the table keeps the newest rows; the store keeps them all
+SAMPLES_LOADED = 5000  # a reopened run shows its newest samples; exports carry them all
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -248,6 +250,13 @@ class SamplesView(QWidget):
 
     def add_items(self, items: Iterable[Sample]) -> None:
         self.model.add(list(items))
+
+    def show_stored(self, store: Store, run_id: int, up_to: int | None = None) -> None:
+        """The run's newest stored samples (up to a step), in place of what is shown."""
+        self.clear()
+        total = store.sample_count(run_id)
+        rows = store.samples(run_id, offset=max(0, total - SAMPLES_LOADED), limit=SAMPLES_LOADED)
+        self.add_items(r for r in rows if up_to is None or r.step <= up_to)
 
     def recent(self, n: int) -> list[Sample]:
         """The newest `n` samples in the table (oldest first)."""

@@ -32,7 +32,7 @@ from core.config import (
     TrainingConfig,
     load_config,
 )
-from core.data import bundled_prompt_sets, load_prompts
+from core.data import PromptSet, bundled_prompt_sets, load_prompts
 from core.lm import TINY_RANDOM
 from core.paths import assets_dir, data_dir
 from studio.config_form import ConfigForm
@@ -50,7 +50,9 @@ SECTIONS = [
 PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
 RECENT_KEY = "recent_models"
 PROCESSES_KEY = "processes"
+LAST_RECIPE_KEY = "last_recipe"
 PREVIEW_ROWS = 5
+MINE = " (mine)"  # how the list marks the user's own recipes
 
 
 def bundled_recipes() -> dict[str, Path]:
@@ -64,7 +66,7 @@ def user_recipes_dir() -> Path:
 
 
 def all_recipes() -> dict[str, Path]:
-    mine = {f"{p.stem} (mine)": p for p in sorted(user_recipes_dir().glob("*.toml"))}
+    mine = {f"{p.stem}{MINE}": p for p in sorted(user_recipes_dir().glob("*.toml"))}
     return {**bundled_recipes(), **mine}
 
 
@@ -154,10 +156,29 @@ class SetupPanel(QWidget):
     def _recipe_path(self) -> Path:
         return Path(self.recipe.currentData())
 
+    def recipe_name(self) -> str:
+        """The chosen recipe as the list names it ("NAME (mine)" for the user's own)."""
+        return self.recipe.currentText()
+
+    def run_label(self) -> str:
+        """The recipe's name without the "(mine)" mark: what a new run is named after."""
+        return self.recipe_name().removesuffix(MINE)
+
     def select_recipe(self, name: str) -> None:
         index = self.recipe.findText(name)
         if index >= 0:
             self.recipe.setCurrentIndex(index)
+
+    def load_first_recipe(self, recipe: str | None, fallback: str) -> RunConfig:
+        """The recipe a window opens with: `recipe` (a file, or a listed name), else the one
+        used last, else `fallback`."""
+        if recipe and Path(recipe).is_file():
+            return self.load_recipe(Path(recipe))
+        name = recipe or self.settings.value(LAST_RECIPE_KEY, fallback)
+        self.select_recipe(name)
+        if self.recipe_name() != name:
+            self.select_recipe(fallback)
+        return self.load_recipe(self._recipe_path())
 
     def _recipe_chosen(self, _index: int) -> None:
         try:
@@ -177,6 +198,7 @@ class SetupPanel(QWidget):
         self.recipe.setCurrentIndex(index)
         self._loaded_path = Path(path)
         self.show_config(cfg)
+        self.settings.setValue(LAST_RECIPE_KEY, self.recipe_name())
         self.recipe_loaded.emit(cfg)
         return cfg
 
@@ -210,6 +232,13 @@ class SetupPanel(QWidget):
                 self.load_recipe(Path(path))
             except ConfigError as exc:
                 self.preview_note.setText(str(exc))
+
+    def ask_recipe_path(self) -> Path | None:
+        """Where to save the settings as a recipe of the user's own (None: cancelled)."""
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save recipe", str(user_recipes_dir() / "my_recipe.toml"), "Recipe (*.toml)"
+        )
+        return Path(path) if path else None
 
     def refresh_recipes(self) -> None:
         self._fill_recipes()
@@ -264,6 +293,14 @@ class SetupPanel(QWidget):
             self.preview_note.setText(f"{len(prompt_set)} prompts{extra}")
             self.preview_note.setStyleSheet("")
         self._edited()
+
+    def prompt_set(self) -> PromptSet:
+        """The chosen prompt set, loaded (raises where it does not load)."""
+        return load_prompts(DataConfig(prompts=self.prompts.currentText().strip()), self.base_dir)
+
+    def processes_wanted(self) -> int:
+        """How many local processes Start launches (1: trains inside the window)."""
+        return self.processes.value()
 
     def _processes_changed(self, n: int) -> None:
         self.settings.setValue(PROCESSES_KEY, n)

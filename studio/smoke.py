@@ -83,7 +83,7 @@ def _train_in_the_window(db_url: str) -> None:
     from core.paths import assets_dir
     from core.store import Store
     from studio.main_window import MainWindow
-    from studio.worker import finish_garbage_collection
+    from studio.tasks import finish_garbage_collection
 
     t = time.monotonic()
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -118,7 +118,7 @@ def _train_in_the_window(db_url: str) -> None:
 
     def run_over() -> bool:
         workers_seen.update(p.pid for p in reward_workers())
-        return window.thread is None and window.last_run_id is not None
+        return window.live_run is None and window.last_run_id is not None
 
     _pump(app, run_over, "the two-step run")
     run_id = window.last_run_id

@@ -13,6 +13,7 @@ dropped.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from PySide6.QtCore import QObject, QTimer
 
 POLL_MS = 50  # at most 20 deliveries a second
 _DONE, _FAILED, _PROGRESS = "done", "failed", "progress"
+_collector = None
 
 
 class Task:
@@ -89,11 +91,6 @@ class Task:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
-    @property
-    def finished(self) -> bool:
-        """`fn` has returned (its answer may not have been handed on yet)."""
-        return not self._thread.is_alive()
-
 
 def run_in_background(
     fn: Callable[..., Any],
@@ -108,3 +105,28 @@ def run_in_background(
     each `report(item)` arrives, in order and batched, as `on_progress([item, ...])` before
     the answer. Without `on_error`, an exception is raised again in the GUI thread."""
     return Task(fn, on_done, on_error, on_progress, parent)
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Python's cyclic GC runs in whichever thread happens to allocate. Run in a worker
+    thread (the training one), it can free a Qt object there whose destructor waits for a Qt
+    lock that the GUI thread holds while it waits for the GIL: a deadlock (seen in CI). So
+    automatic GC is turned off and pyqtgraph's collector runs it on a timer in the GUI
+    thread instead."""
+    global _collector
+    if _collector is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _collector = GarbageCollector(interval=1.0)
+
+
+def finish_garbage_collection() -> None:
+    """Before the QApplication goes: collect what is left while Qt can still free it (left
+    to the interpreter's exit, a Qt wrapper freed after Qt shut down crashes the process),
+    then hand GC back to Python."""
+    global _collector
+    if _collector is not None:
+        _collector.timer.stop()
+        _collector = None
+    gc.collect()
+    gc.enable()

@@ -18,9 +18,12 @@ SAMPLES_PER_POLL = 500
 
 
 class RunFollower(QObject):
-    metrics = Signal(list)  # [core.events.Metrics], step order
-    samples = Signal(list)  # [core.store.records.SampleRow]
-    failed = Signal(str)  # a read failed (the runs list shows the connection banner)
+    sig_metrics = Signal(list)
+    """New complete steps: [core.events.Metrics], in step order."""
+    sig_samples = Signal(list)
+    """New samples of complete steps: [core.events.Sample]."""
+    sig_failed = Signal(str)
+    """A read failed (the runs list shows the connection banner); the next poll retries."""
 
     def __init__(self, store: Store, run_id: int, after_step: int = 0, parent=None) -> None:
         super().__init__(parent)
@@ -72,7 +75,7 @@ class RunFollower(QObject):
 
     def _deliver(self, result, error, final: bool) -> None:
         if error is not None:  # the store is away: the next poll tries again
-            self.failed.emit(str(error))
+            self.sig_failed.emit(str(error))
             return
         done, seen, series, rows = result
         if (done, seen) != (self.done_step, self.samples_seen):
@@ -90,8 +93,8 @@ class RunFollower(QObject):
             events = [Metrics(step, wall[step], by_step[step]) for step in sorted(by_step)]
             if events:
                 self.done_step = events[-1].step
-                self.metrics.emit(events)
+                self.sig_metrics.emit(events)
         rows = [r for r in rows if final or r.step <= self.done_step]
         if rows:
             self.samples_seen += len(rows)
-            self.samples.emit(rows)
+            self.sig_samples.emit(rows)
