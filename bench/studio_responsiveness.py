@@ -72,8 +72,8 @@ def event_loop_delay(app, window, seconds: float) -> dict:
 
 
 def redraw_100k(app, repeats: int = 20) -> dict:
-    from studio.dashboard import Dashboard, RunSeries
-    from studio.series import Series
+    from studio.panels.dashboard import Dashboard, RunSeries
+    from studio.panels.series import Series
 
     d = Dashboard()
     d.resize(1400, 800)

@@ -22,13 +22,13 @@ from core.data import with_absolute_paths
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
 from core.store import LIVE, Store, error_reason, shown_url
-from studio.dashboard import Dashboard, RunSeries
 from studio.live import LiveRun, Progress, RunEnded, launch_problem, new_run, resumed_run
-from studio.reward_editor import RewardEditor, preview_rows
+from studio.panels.dashboard import Dashboard, RunSeries
+from studio.panels.reward_editor import RewardEditor, preview_rows
+from studio.panels.runs_view import RunsView
+from studio.panels.samples_view import SamplesView
+from studio.panels.setup_panel import SetupPanel
 from studio.run_toolbar import ConnectionBanner, RunToolbar
-from studio.runs_view import RunsView
-from studio.samples_view import SamplesView
-from studio.setup_panel import SetupPanel
 from studio.status_bar import RunStatusBar
 from studio.tasks import collect_garbage_in_gui_thread
 

@@ -81,7 +81,7 @@ def _train_in_the_window(db_url: str) -> None:
     from PySide6.QtWidgets import QApplication, QLineEdit
 
     from core.paths import assets_dir
-    from core.store import Store
+    from core.store import RunStatus, Store
     from studio.main_window import MainWindow
     from studio.tasks import finish_garbage_collection
 
@@ -126,7 +126,7 @@ def _train_in_the_window(db_url: str) -> None:
         info = store.run(run_id)
         rewards = store.metrics(run_id, keys=["reward/mean"]).get("reward/mean")
         samples = store.sample_count(run_id)
-    if info.status.value != "completed" or rewards is None or len(rewards.steps) != STEPS:
+    if info.status != RunStatus.COMPLETED or rewards is None or len(rewards.steps) != STEPS:
         raise SmokeFailure(
             f"run {run_id} is {info.status.value} with "
             f"{0 if rewards is None else len(rewards.steps)} reward points: {info.error or ''}"
@@ -152,7 +152,7 @@ def _train_in_the_window(db_url: str) -> None:
     run_id = window.last_run_id
     with Store(db_url) as store:
         info = store.run(run_id) if run_id else None
-    if info is None or info.status.value != "completed" or info.last_step != 1:
+    if info is None or info.status != RunStatus.COMPLETED or info.last_step != 1:
         tail = window.log.toPlainText().splitlines()[-15:]
         raise SmokeFailure(
             f"the two-process run did not complete: {window.message.text()}\n" + "\n".join(tail)

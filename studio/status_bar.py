@@ -9,7 +9,7 @@ import re
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from core.events import Metrics, RunState, Status
-from studio.dashboard import RunSeries
+from studio.panels.dashboard import RunSeries
 
 
 class RunStatusBar(QStatusBar):

@@ -19,10 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QTimer
 
 POLL_MS = 50  # at most 20 deliveries a second
-_DONE, _FAILED, _PROGRESS = "done", "failed", "progress"
+_DONE, _FAILED, _PROGRESS = range(3)  # what a queued answer is
 _collector = None
 
 
@@ -57,8 +58,9 @@ class Task:
             self._answers.put((_FAILED, exc))
 
     def drain(self) -> None:
-        """Hand on what has arrived (the timer calls this; a caller waiting may too)."""
-        if self.done:
+        """Hand on what has arrived (the timer calls this; a caller waiting may too). Once
+        the parent has gone (a closed window), nothing is handed on."""
+        if self.done or not shiboken6.isValid(self._timer):
             return
         batch, answer = [], None
         while answer is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +25,31 @@ from core.config import (
     AlgorithmConfig,
     ConfigError,
     DataConfig,
-    GenerationConfig,
-    IlqlConfig,
-    LoggingConfig,
     ModelConfig,
     RunConfig,
-    TrainingConfig,
     load_config,
 )
 from core.data import PromptSet, bundled_prompt_sets, load_prompts
 from core.lm import TINY_RANDOM
 from core.paths import assets_dir, data_dir
-from studio.config_form import ConfigForm
+from studio.panels.config_form import ConfigForm
 
 DEFAULT_MODEL = ModelConfig().name
-SECTIONS = [
-    ("training", TrainingConfig),
-    ("generation", GenerationConfig),
-    ("algorithm", AlgorithmConfig),
-    ("ilql", IlqlConfig),
-    ("model", ModelConfig),
-    ("data", DataConfig),
-    ("logging", LoggingConfig),
-]
+ALGORITHMS = AlgorithmConfig.__dataclass_fields__["name"].metadata["choices"]
+
+
+def _config_tables() -> dict[str, type]:
+    """The recipe's tables (`[training]`, ...) and their dataclasses, as `RunConfig` names them."""
+    hints = typing.get_type_hints(RunConfig)
+    fields = dataclasses.fields(RunConfig)
+    return {f.name: hints[f.name] for f in fields if dataclasses.is_dataclass(hints[f.name])}
+
+
+# An algorithm's own table (named after it, e.g. one with its own losses) follows [algorithm]
+# and shows only while that algorithm is chosen; [reward] has the reward panel.
+ALGORITHM_TABLES = tuple(name for name in _config_tables() if name in ALGORITHMS)
+FORM_ORDER = ("training", "generation", "algorithm", *ALGORITHM_TABLES, "model", "data", "logging")
+SECTIONS = [(name, _config_tables()[name]) for name in FORM_ORDER]
 PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
 RECENT_KEY = "recent_models"
 PROCESSES_KEY = "processes"
@@ -307,7 +310,8 @@ class SetupPanel(QWidget):
         self._edited()
 
     def _algorithm_changed(self, name: str) -> None:
-        self.form.groups["ilql"].setVisible(name == "ilql")
+        for table in ALGORITHM_TABLES:
+            self.form.groups[table].setVisible(name == table)
         self._edited()
 
     def _edited(self, *_: Any) -> None:

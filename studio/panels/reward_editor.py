@@ -38,7 +38,7 @@ from core.data import PromptSet
 from core.events import Sample
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
-from studio.code_editor import CodeEditor
+from studio.panels.code_editor import CodeEditor
 from studio.tasks import run_in_background
 
 ERROR_STYLE = "color: #d9534f;"

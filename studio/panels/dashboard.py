@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.store import Store
-from studio.series import Series
+from studio.panels.series import Series
 
 REDRAW_MS = 100
 
