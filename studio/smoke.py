@@ -75,13 +75,11 @@ def _check_schema(db_url: str) -> None:
 
 
 def _train_in_the_window(db_url: str) -> None:
-    import psutil
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtGui import QIcon
-    from PySide6.QtWidgets import QApplication, QLineEdit
+    from PySide6.QtWidgets import QApplication
 
     from core.paths import assets_dir
-    from core.store import RunStatus, Store
     from studio.main_window import MainWindow
     from studio.tasks import finish_garbage_collection
 
@@ -95,11 +93,33 @@ def _train_in_the_window(db_url: str) -> None:
         raise SmokeFailure("the app icon does not load")
     _ok(f"main window and icon ({app.platformName()})", t)
 
-    t = time.monotonic()
-    steps = window.setup.form.widget_for("training.steps")
-    assert isinstance(steps, QLineEdit)
-    steps.setText(str(STEPS))
+    _train_one_process(app, window, db_url)
+    _train_two_processes(app, window, db_url)
+
+    window.close()
+    window.deleteLater()
+    QCoreApplication.processEvents()
+    finish_garbage_collection()
+
+
+def _set_steps(window, steps: int) -> None:
+    from PySide6.QtWidgets import QLineEdit
+
+    field = window.setup.form.widget_for("training.steps")
+    assert isinstance(field, QLineEdit)
+    field.setText(str(steps))
     window.revalidate()
+
+
+def _train_one_process(app, window, db_url: str) -> None:
+    """STEPS steps in the window's own thread, from its Start; the reward worker comes and
+    goes with the run."""
+    import psutil
+
+    from core.store import RunStatus, Store
+
+    t = time.monotonic()
+    _set_steps(window, STEPS)
     if not window.start_action.isEnabled():
         raise SmokeFailure(f"Start is disabled: {window.config_error}")
     window.start_action.trigger()
@@ -139,14 +159,17 @@ def _train_in_the_window(db_url: str) -> None:
     _pump(app, lambda: not reward_workers(), "the reward worker to stop", limit_s=30)
     _ok(f"reward worker started (pid {min(workers_seen)}) and stopped", t)
 
-    # Two processes under torchrun, launched by the window (in a frozen app: the app's own
-    # `rlstudio torchrun`), followed through the store. gloo: it works with any GPU count.
+
+def _train_two_processes(app, window, db_url: str) -> None:
+    """Two processes under torchrun, launched by the window (in a frozen app: the app's own
+    `rlstudio torchrun`), followed through the store. gloo: it works with any GPU count."""
+    from core.store import RunStatus, Store
+
     t = time.monotonic()
     os.environ["RLSTUDIO_DIST_BACKEND"] = "gloo"
     os.environ.setdefault("RLSTUDIO_DIST_TIMEOUT_S", "120")
     window.setup.processes.setValue(2)
-    steps.setText("1")
-    window.revalidate()
+    _set_steps(window, 1)
     window.start_action.trigger()
     _pump(app, lambda: not window.running, "the two-process run")
     run_id = window.last_run_id
@@ -159,11 +182,6 @@ def _train_in_the_window(db_url: str) -> None:
         )
     _ok(f"trained 1 step as 2 processes (torchrun): run {run_id} completed", t)
     window.setup.processes.setValue(1)
-
-    window.close()
-    window.deleteLater()
-    QCoreApplication.processEvents()
-    finish_garbage_collection()
 
 
 def _pump(app, done: Callable[[], bool], what: str, limit_s: float = TIME_LIMIT_S) -> None:

@@ -113,35 +113,14 @@ class RewardEditor(QWidget):
         self._current: int | None = None  # the python component shown in the editor
         self.samples_source = None  # callable -> list[(prompt, completion, columns)]
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.itemChanged.connect(self._cell_edited)
-        self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
-
-        add_builtin = QToolButton(text="Add built-in")
-        add_builtin.setPopupMode(QToolButton.InstantPopup)
-        menu = QMenu(add_builtin)
-        for kind in sorted(BUILTINS):
-            menu.addAction(kind, lambda k=kind: self.add_component(k))
-        add_builtin.setMenu(menu)
-        add_python = QPushButton("Add Python reward")
-        add_python.clicked.connect(lambda: self.add_component("python"))
-        remove = QPushButton("Remove")
-        remove.clicked.connect(self._remove_current)
-
+        self.table = self._build_table()
         self.template = QComboBox()
         self.template.addItem("Load a template...")
         self.template.addItems(list(templates()))
         self.template.activated.connect(self._load_template)
-        open_file = QPushButton("Open .py...")
-        open_file.clicked.connect(self._open_file)
         self.editor = CodeEditor()
         self.editor.textChanged.connect(self._code_edited)
         self.file_label = QLabel()
-
         self.try_input = QPlainTextEdit()
         self.try_input.setPlaceholderText(
             "Completions to try, one per line (empty: samples from the run or examples)"
@@ -154,35 +133,64 @@ class RewardEditor(QWidget):
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
-        buttons = QHBoxLayout()
-        for w in (add_builtin, add_python, remove):
-            buttons.addWidget(w)
-        buttons.addStretch(1)
-        file_row = QHBoxLayout()
-        file_row.addWidget(self.file_label, 1)
-        file_row.addWidget(self.template)
-        file_row.addWidget(open_file)
-        top = QWidget()
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addLayout(buttons)
-        top_layout.addWidget(self.table)
-        code = QWidget()
-        code_layout = QVBoxLayout(code)
-        code_layout.setContentsMargins(0, 0, 0, 0)
-        code_layout.addLayout(file_row)
-        code_layout.addWidget(self.editor, 1)
-        code_layout.addWidget(self.try_input)
-        code_layout.addWidget(self.try_button)
-        code_layout.addWidget(self.result)
         split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
-        split.addWidget(code)
+        split.addWidget(self._build_components_pane())
+        split.addWidget(self._build_code_pane())
         split.setSizes([120, 400])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
         self._show_editor(None)
+
+    def _build_table(self) -> QTableWidget:
+        table = QTableWidget(0, len(COLUMNS))
+        table.setHorizontalHeaderLabels(list(COLUMNS))
+        table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
+        table.verticalHeader().hide()
+        table.setSelectionBehavior(QTableWidget.SelectRows)
+        table.itemChanged.connect(self._cell_edited)
+        table.currentCellChanged.connect(lambda row, *_: self._select(row))
+        return table
+
+    def _build_components_pane(self) -> QWidget:
+        """The buttons that add and remove components, above their table."""
+        add_builtin = QToolButton(text="Add built-in")
+        add_builtin.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(add_builtin)
+        for kind in sorted(BUILTINS):
+            menu.addAction(kind, lambda k=kind: self.add_component(k))
+        add_builtin.setMenu(menu)
+        add_python = QPushButton("Add Python reward")
+        add_python.clicked.connect(lambda: self.add_component("python"))
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._remove_current)
+        buttons = QHBoxLayout()
+        for w in (add_builtin, add_python, remove):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+        return pane
+
+    def _build_code_pane(self) -> QWidget:
+        """The file row, the code editor, and "Try it" with its input and result."""
+        open_file = QPushButton("Open .py...")
+        open_file.clicked.connect(self._open_file)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.file_label, 1)
+        file_row.addWidget(self.template)
+        file_row.addWidget(open_file)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(file_row)
+        layout.addWidget(self.editor, 1)
+        for w in (self.try_input, self.try_button, self.result):
+            layout.addWidget(w)
+        return pane
 
     # --- components ----------------------------------------------------------------
 

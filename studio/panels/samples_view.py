@@ -177,7 +177,16 @@ class SamplesView(QWidget):
         self.model = SamplesModel()
         self.proxy = SamplesFilter()
         self.proxy.setSourceModel(self.model)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(self._build_table_pane())
+        split.addWidget(self._build_detail_pane())
+        split.setSizes([300, 200])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
 
+    def _build_table_pane(self) -> QWidget:
+        """The filters (text, step range, minimum reward) above the table."""
         self.search = QLineEdit(placeholderText="Search prompts and completions")
         self.step_min, self.step_max = QSpinBox(), QSpinBox()
         for box in (self.step_min, self.step_max):
@@ -188,11 +197,9 @@ class SamplesView(QWidget):
         self.reward_min.setValue(-1e9)
         self.reward_min.setDecimals(3)
         self.reward_min.setSpecialValueText("any")
-        for w in (self.search,):
-            w.textChanged.connect(self._refilter)
-        for w in (self.step_min, self.step_max):
+        self.search.textChanged.connect(self._refilter)
+        for w in (self.step_min, self.step_max, self.reward_min):
             w.valueChanged.connect(self._refilter)
-        self.reward_min.valueChanged.connect(self._refilter)
 
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -205,6 +212,21 @@ class SamplesView(QWidget):
         header.setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._show_current)
 
+        filters = QHBoxLayout()
+        filters.addWidget(self.search, 2)
+        for w in (QLabel("Steps"), self.step_min, QLabel("to"), self.step_max):
+            filters.addWidget(w)
+        filters.addWidget(QLabel("Reward ≥"))
+        filters.addWidget(self.reward_min)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(filters)
+        layout.addWidget(self.table)
+        return pane
+
+    def _build_detail_pane(self) -> QWidget:
+        """One sample's tokens, coloured by the chosen quantity, and the hovered token."""
         self.colour_by = QComboBox()
         self.colour_by.addItems(["logprob", "KL to reference", "advantage"])
         self.colour_by.currentIndexChanged.connect(lambda _: self._show_current())
@@ -214,39 +236,17 @@ class SamplesView(QWidget):
         self.token_info = QLabel("Hover a token for its logprob, KL and advantage")
         self.components_label = QLabel()
         self.components_label.setWordWrap(True)
-
-        filters = QHBoxLayout()
-        filters.addWidget(self.search, 2)
-        filters.addWidget(QLabel("Steps"))
-        filters.addWidget(self.step_min)
-        filters.addWidget(QLabel("to"))
-        filters.addWidget(self.step_max)
-        filters.addWidget(QLabel("Reward ≥"))
-        filters.addWidget(self.reward_min)
-        top = QWidget()
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addLayout(filters)
-        top_layout.addWidget(self.table)
-
-        bottom = QWidget()
-        bottom_layout = QVBoxLayout(bottom)
-        bottom_layout.setContentsMargins(0, 0, 0, 0)
         colour_row = QHBoxLayout()
         colour_row.addWidget(QLabel("Colour tokens by"))
         colour_row.addWidget(self.colour_by)
         colour_row.addWidget(self.components_label, 1)
-        bottom_layout.addLayout(colour_row)
-        bottom_layout.addWidget(self.detail, 1)
-        bottom_layout.addWidget(self.token_info)
-
-        split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setSizes([300, 200])
-        layout = QVBoxLayout(self)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(split)
+        layout.addLayout(colour_row)
+        layout.addWidget(self.detail, 1)
+        layout.addWidget(self.token_info)
+        return pane
 
     def add_items(self, items: Iterable[Sample]) -> None:
         self.model.add(list(items))

@@ -81,7 +81,26 @@ class SetupPanel(QWidget):
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.base_dir = ""
+        self._loaded_path: Path | None = None
+        picks = QFormLayout()
+        picks.addRow("Recipe", self._build_recipe_row())
+        picks.addRow("Model", self._build_model_row())
+        picks.addRow("Prompts", self._build_prompts_row())
+        picks.addRow("", self.preview)
+        picks.addRow("", self.preview_note)
+        self.algorithm = QComboBox()
+        self.algorithm.addItems(list(ALGORITHMS))
+        self.algorithm.currentTextChanged.connect(self._algorithm_changed)
+        picks.addRow("Algorithm", self.algorithm)
+        picks.addRow("Processes", self._build_processes_row())
+        self.form = ConfigForm(SECTIONS, skip=PICKED)
+        self.form.changed.connect(self._edited)
+        layout = QVBoxLayout(self)
+        layout.addLayout(picks)
+        layout.addWidget(self.form, 1)
 
+    def _build_recipe_row(self) -> QWidget:
         self.recipe = QComboBox()
         self._fill_recipes()
         self.recipe.activated.connect(self._recipe_chosen)
@@ -90,7 +109,9 @@ class SetupPanel(QWidget):
         save_recipe = QPushButton("Save as...")
         save_recipe.setToolTip("Save these settings and rewards as a recipe of your own")
         save_recipe.clicked.connect(self.save_requested.emit)
+        return _row(self.recipe, open_recipe, save_recipe)
 
+    def _build_model_row(self) -> QWidget:
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setToolTip(ModelConfig.__dataclass_fields__["name"].metadata["help"])
@@ -101,7 +122,10 @@ class SetupPanel(QWidget):
         model_folder.clicked.connect(self._open_model_folder)
         model_gguf = QPushButton(".gguf...")
         model_gguf.clicked.connect(self._open_gguf)
+        return _row(self.model, model_folder, model_gguf)
 
+    def _build_prompts_row(self) -> QWidget:
+        """The prompt set's box and file button; its preview goes below (`self.preview`)."""
         self.prompts = QComboBox()
         self.prompts.setEditable(True)
         self.prompts.addItems(list(bundled_prompt_sets()))
@@ -112,13 +136,9 @@ class SetupPanel(QWidget):
         self.preview = QListWidget()
         self.preview.setMaximumHeight(96)
         self.preview_note = QLabel()
+        return _row(self.prompts, prompts_file)
 
-        self.algorithm = QComboBox()
-        self.algorithm.addItems(
-            list(AlgorithmConfig.__dataclass_fields__["name"].metadata["choices"])
-        )
-        self.algorithm.currentTextChanged.connect(self._algorithm_changed)
-
+    def _build_processes_row(self) -> QWidget:
         # A launch setting, not the recipe's: the same recipe runs as 1 or N processes.
         self.processes = QSpinBox()
         self.processes.setRange(1, 64)
@@ -129,23 +149,7 @@ class SetupPanel(QWidget):
             "through the store; Stop saves a checkpoint, there is no pause."
         )
         self.processes.valueChanged.connect(self._processes_changed)
-
-        self.form = ConfigForm(SECTIONS, skip=PICKED)
-        self.form.changed.connect(self._edited)
-
-        picks = QFormLayout()
-        picks.addRow("Recipe", _row(self.recipe, open_recipe, save_recipe))
-        picks.addRow("Model", _row(self.model, model_folder, model_gguf))
-        picks.addRow("Prompts", _row(self.prompts, prompts_file))
-        picks.addRow("", self.preview)
-        picks.addRow("", self.preview_note)
-        picks.addRow("Algorithm", self.algorithm)
-        picks.addRow("Processes", _row(self.processes, QLabel("(torchrun, one per GPU)")))
-        layout = QVBoxLayout(self)
-        layout.addLayout(picks)
-        layout.addWidget(self.form, 1)
-        self.base_dir = ""
-        self._loaded_path: Path | None = None
+        return _row(self.processes, QLabel("(torchrun, one per GPU)"))
 
     # --- recipe in and out --------------------------------------------------------------
 
