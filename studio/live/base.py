@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QApplication
 from core import Store
 from core.events import RunState
 
+TERMINAL = (RunState.COMPLETED, RunState.STOPPED, RunState.FAILED)  # how a run can end
+
 
 @dataclass(frozen=True)
 class RunCreated:
@@ -132,6 +134,3 @@ class LiveRun(QObject):
     def _end(self, ended: RunEnded) -> None:
         self.ended = True
         self.sig_ended.emit(ended)
-
-
-TERMINAL = (RunState.COMPLETED, RunState.STOPPED, RunState.FAILED)
