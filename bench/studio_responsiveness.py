@@ -72,8 +72,8 @@ def event_loop_delay(app, window, seconds: float) -> dict:
 
 
 def redraw_100k(app, repeats: int = 20) -> dict:
-    from studio.dashboard import Dashboard, RunSeries
-    from studio.series import Series
+    from studio.panels.dashboard import Dashboard, RunSeries
+    from studio.panels.series import Series
 
     d = Dashboard()
     d.resize(1400, 800)
@@ -124,7 +124,7 @@ def main() -> None:
 
     app = QApplication.instance() or QApplication([])
     from studio.main_window import MainWindow
-    from studio.worker import finish_garbage_collection
+    from studio.tasks import finish_garbage_collection
 
     window = MainWindow(db_url=None, recipe=args.recipe)
     window.resize(1500, 950)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import DataConfig
+from core.config import DataConfig, RunConfig
 from core.paths import assets_dir
 
 
@@ -167,3 +168,24 @@ def load_rated(path: str | Path, base_dir: str | Path = "") -> list[dict]:
         if isinstance(reward, bool) or not isinstance(reward, (int, float)) or reward != reward:
             raise DataError(f"{path} row {lineno}: reward must be a number, got {reward!r}")
     return rows
+
+
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """`cfg` with its prompt file, rated data set and reward files as absolute paths: a
+    recipe saved elsewhere (a user's recipe, the one a multi-process launch reads) must
+    still find them. Bundled prompt sets keep their names."""
+    data, ilql = cfg.data, cfg.ilql
+    if data.prompts not in bundled_prompt_sets():
+        data = dataclasses.replace(data, prompts=str(cfg.resolve_path(data.prompts).resolve()))
+    if ilql.dataset:
+        ilql = dataclasses.replace(ilql, dataset=str(cfg.resolve_path(ilql.dataset).resolve()))
+    components = tuple(
+        dataclasses.replace(
+            c, params={**c.params, "path": str(cfg.resolve_path(c.params["path"]).resolve())}
+        )
+        if c.kind == "python" and c.params.get("path")
+        else c
+        for c in cfg.reward.components
+    )
+    reward = dataclasses.replace(cfg.reward, components=components)
+    return dataclasses.replace(cfg, data=data, ilql=ilql, reward=reward)

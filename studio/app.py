@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from core import __version__
     from core.paths import assets_dir
-    from core.store.backup import MigrationError
+    from core.store import MigrationError
     from studio.main_window import MainWindow
+    from studio.tasks import finish_garbage_collection
     from studio.theme import apply_theme
-    from studio.worker import finish_garbage_collection
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RL Studio")

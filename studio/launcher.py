@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         from studio.app import main as studio_main
 
         return studio_main(argv[1:] if argv and argv[0] == "studio" else argv)
-    from core.cli.main import main as cli_main
+    from core.cli import main as cli_main
 
     return cli_main(argv)
 

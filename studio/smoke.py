@@ -53,8 +53,7 @@ def _check_all(home: Path) -> None:
     _check_schema(db_url)
     _ok("database created at the current schema", t)
     t = time.monotonic()
-    from core.lm.device import ModelError
-    from core.lm.sources import bundled_gguf
+    from core.lm import ModelError, bundled_gguf
 
     try:
         gguf = bundled_gguf()  # converted on first use; needs no network
@@ -68,33 +67,21 @@ def _check_all(home: Path) -> None:
 
 
 def _check_schema(db_url: str) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from alembic.script import ScriptDirectory
+    from core.store import schema_problems
 
-    from core.store import Store
-    from core.store.engine import alembic_config
-    from core.store.schema import Base
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    with Store(db_url) as store, store.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        current = context.get_current_revision()
-        differences = compare_metadata(context, Base.metadata)
-    if current != head or differences:
-        raise SmokeFailure(f"schema {current} (expected {head}); differences: {differences}")
+    problems = schema_problems(db_url)
+    if problems:
+        raise SmokeFailure(problems)
 
 
 def _train_in_the_window(db_url: str) -> None:
-    import psutil
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtGui import QIcon
-    from PySide6.QtWidgets import QApplication, QLineEdit
+    from PySide6.QtWidgets import QApplication
 
     from core.paths import assets_dir
-    from core.store import Store
     from studio.main_window import MainWindow
-    from studio.worker import finish_garbage_collection
+    from studio.tasks import finish_garbage_collection
 
     t = time.monotonic()
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -106,11 +93,33 @@ def _train_in_the_window(db_url: str) -> None:
         raise SmokeFailure("the app icon does not load")
     _ok(f"main window and icon ({app.platformName()})", t)
 
-    t = time.monotonic()
-    steps = window.setup.form.widget_for("training.steps")
-    assert isinstance(steps, QLineEdit)
-    steps.setText(str(STEPS))
+    _train_one_process(app, window, db_url)
+    _train_two_processes(app, window, db_url)
+
+    window.close()
+    window.deleteLater()
+    QCoreApplication.processEvents()
+    finish_garbage_collection()
+
+
+def _set_steps(window, steps: int) -> None:
+    from PySide6.QtWidgets import QLineEdit
+
+    field = window.setup.form.widget_for("training.steps")
+    assert isinstance(field, QLineEdit)
+    field.setText(str(steps))
     window.revalidate()
+
+
+def _train_one_process(app, window, db_url: str) -> None:
+    """STEPS steps in the window's own thread, from its Start; the reward worker comes and
+    goes with the run."""
+    import psutil
+
+    from core.store import RunStatus, Store
+
+    t = time.monotonic()
+    _set_steps(window, STEPS)
     if not window.start_action.isEnabled():
         raise SmokeFailure(f"Start is disabled: {window.config_error}")
     window.start_action.trigger()
@@ -129,7 +138,7 @@ def _train_in_the_window(db_url: str) -> None:
 
     def run_over() -> bool:
         workers_seen.update(p.pid for p in reward_workers())
-        return window.thread is None and window.last_run_id is not None
+        return window.live_run is None and window.last_run_id is not None
 
     _pump(app, run_over, "the two-step run")
     run_id = window.last_run_id
@@ -137,7 +146,7 @@ def _train_in_the_window(db_url: str) -> None:
         info = store.run(run_id)
         rewards = store.metrics(run_id, keys=["reward/mean"]).get("reward/mean")
         samples = store.sample_count(run_id)
-    if info.status.value != "completed" or rewards is None or len(rewards.steps) != STEPS:
+    if info.status != RunStatus.COMPLETED or rewards is None or len(rewards.steps) != STEPS:
         raise SmokeFailure(
             f"run {run_id} is {info.status.value} with "
             f"{0 if rewards is None else len(rewards.steps)} reward points: {info.error or ''}"
@@ -150,31 +159,29 @@ def _train_in_the_window(db_url: str) -> None:
     _pump(app, lambda: not reward_workers(), "the reward worker to stop", limit_s=30)
     _ok(f"reward worker started (pid {min(workers_seen)}) and stopped", t)
 
-    # Two processes under torchrun, launched by the window (in a frozen app: the app's own
-    # `rlstudio torchrun`), followed through the store. gloo: it works with any GPU count.
+
+def _train_two_processes(app, window, db_url: str) -> None:
+    """Two processes under torchrun, launched by the window (in a frozen app: the app's own
+    `rlstudio torchrun`), followed through the store. gloo: it works with any GPU count."""
+    from core.store import RunStatus, Store
+
     t = time.monotonic()
     os.environ["RLSTUDIO_DIST_BACKEND"] = "gloo"
     os.environ.setdefault("RLSTUDIO_DIST_TIMEOUT_S", "120")
     window.setup.processes.setValue(2)
-    steps.setText("1")
-    window.revalidate()
+    _set_steps(window, 1)
     window.start_action.trigger()
     _pump(app, lambda: not window.running, "the two-process run")
     run_id = window.last_run_id
     with Store(db_url) as store:
         info = store.run(run_id) if run_id else None
-    if info is None or info.status.value != "completed" or info.last_step != 1:
+    if info is None or info.status != RunStatus.COMPLETED or info.last_step != 1:
         tail = window.log.toPlainText().splitlines()[-15:]
         raise SmokeFailure(
             f"the two-process run did not complete: {window.message.text()}\n" + "\n".join(tail)
         )
     _ok(f"trained 1 step as 2 processes (torchrun): run {run_id} completed", t)
     window.setup.processes.setValue(1)
-
-    window.close()
-    window.deleteLater()
-    QCoreApplication.processEvents()
-    finish_garbage_collection()
 
 
 def _pump(app, done: Callable[[], bool], what: str, limit_s: float = TIME_LIMIT_S) -> None:

@@ -26,7 +26,7 @@ class ConsoleProgress:
             TimeRemainingColumn(),
             console=self.console,
         )
-        self.task = self.progress.add_task("loading", total=total_steps, stats="")
+        self.task = self.progress.add_task(RunState.LOADING.value, total=total_steps, stats="")
 
     def __enter__(self) -> ConsoleProgress:
         self.progress.start()

@@ -82,3 +82,27 @@ def test_chat_template_applies_for_instruct_models_only_when_wanted():
     assert format_prompt(Plain(), "hi", "auto") == "hi"
     with pytest.raises(DataError, match="no chat template"):
         format_prompt(Plain(), "hi", "on")
+
+
+def test_with_absolute_paths_makes_a_recipe_portable(tmp_path):
+    import dataclasses
+
+    from core.config import IlqlConfig, RewardComponentConfig, RewardConfig, RunConfig
+    from core.data import with_absolute_paths
+
+    python = RewardComponentConfig("python", 1.0, "mine", {"path": "rewards/mine.py"})
+    builtin = RewardComponentConfig("length", 1.0, "", {"target": 3})
+    cfg = dataclasses.replace(
+        RunConfig(),
+        base_dir=str(tmp_path),
+        data=DataConfig(prompts="prompts.jsonl"),
+        ilql=IlqlConfig(dataset="rated.jsonl"),
+        reward=RewardConfig(components=(python, builtin)),
+    )
+    out = with_absolute_paths(cfg)
+    assert out.data.prompts == str((tmp_path / "prompts.jsonl").resolve())
+    assert out.ilql.dataset == str((tmp_path / "rated.jsonl").resolve())
+    assert out.reward.components[0].params["path"] == str((tmp_path / "rewards/mine.py").resolve())
+    assert out.reward.components[1] == builtin
+    bundled = dataclasses.replace(cfg, data=DataConfig(prompts="questions"))
+    assert with_absolute_paths(bundled).data.prompts == "questions"  # a bundled set's name

@@ -28,7 +28,7 @@ def window(qtbot, db_url):
     yield w
     # No test may leave a training thread or a reward worker process behind.
     assert w.stop_and_wait(120), "the run did not stop"
-    assert w.thread is None
+    assert w.live_run is None
     qtbot.waitUntil(lambda: not _workers(), timeout=10_000)
     w.close()
     gc.collect()  # free this window's Qt objects here, in the GUI thread

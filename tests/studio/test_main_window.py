@@ -41,7 +41,8 @@ def test_live_run_pause_resume_stop_and_reopen(window, qtbot, db_url):
     # Pause: the loop holds between two tokens or two steps, so no new step arrives.
     window.pause_action.trigger()
     assert window.pause_action.text() == "Resume"
-    assert "Paused" in window.step_label.text() or "pausing" in window.step_label.text()
+    said = window.status_bar.step_label.text()
+    assert "Paused" in said or "pausing" in said
     qtbot.wait(2500)  # a step in flight when Pause was pressed may still land
     held = live_steps(window)
     qtbot.wait(2000)
@@ -51,7 +52,7 @@ def test_live_run_pause_resume_stop_and_reopen(window, qtbot, db_url):
 
     # Stop: the thread ends and the run is stored as stopped with its steps.
     window.stop_action.trigger()
-    qtbot.waitUntil(lambda: window.thread is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.live_run is None, timeout=WAIT_MS)
     with Store(db_url) as store:
         info = store.run(run_id)
         assert info.status == "stopped"
@@ -130,7 +131,7 @@ def test_reward_error_shows_line_and_does_not_start(window, qtbot, db_url):
     _python_reward(window, "def reward(prompt, completion):\n    return (\n\n")
     window.revalidate()
     window.start_action.trigger()
-    qtbot.waitUntil(lambda: window.thread is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.live_run is None, timeout=WAIT_MS)
     assert "line" in window.rewards.result.text()
     assert window.rewards.editor.error_line is not None
     with Store(db_url) as store:
@@ -163,7 +164,7 @@ def test_run_failure_shows_a_dialog_and_is_stored(window, qtbot, db_url, monkeyp
 
     monkeypatch.setattr(core.runner, "train", broken_train)
     run_id = _start_short_run(window, qtbot)
-    qtbot.waitUntil(lambda: window.thread is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.live_run is None, timeout=WAIT_MS)
     assert "the GPU caught fire" in window.error_box.text()
     assert window.error_box.isVisible()
     with Store(db_url) as store:
@@ -199,7 +200,7 @@ def test_compare_overlays_runs(window, qtbot, db_url, count):
     ids = []
     for _ in range(count):
         ids.append(_start_short_run(window, qtbot, steps=2))
-        qtbot.waitUntil(lambda: window.thread is None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: window.live_run is None, timeout=WAIT_MS)
     window.runs.refresh()
     window.runs.select_ids(ids)
     window.runs.buttons["Compare"].click()
@@ -209,8 +210,8 @@ def test_compare_overlays_runs(window, qtbot, db_url, count):
 
 
 def test_loading_bar_fills_with_the_conversion_percentage(window):
-    window._loading("Converting SmolLM2-135M-Instruct.Q4_1.gguf: 45%")
-    assert (window.progress.maximum(), window.progress.value()) == (100, 45)
-    assert window.step_label.text().endswith("45%")
-    window._loading("Loading the model...")
-    assert window.progress.maximum() == 0  # busy again: no known length
+    window.status_bar.loading("Converting SmolLM2-135M-Instruct.Q4_1.gguf: 45%")
+    assert (window.status_bar.progress.maximum(), window.status_bar.progress.value()) == (100, 45)
+    assert window.status_bar.step_label.text().endswith("45%")
+    window.status_bar.loading("Loading the model...")
+    assert window.status_bar.progress.maximum() == 0  # busy again: no known length

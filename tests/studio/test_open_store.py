@@ -103,6 +103,6 @@ def test_a_slow_store_does_not_hold_up_the_window(window, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: window.banner_bar.isVisible(), timeout=10_000)
     assert "connection timed out" in window.banner.text()
     monkeypatch.setattr(store, "runs", real_runs)
-    qtbot.waitUntil(lambda: not window.runs._reader.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.runs.reading, timeout=10_000)
     window.runs._refresh_if_visible()
     qtbot.waitUntil(lambda: not window.banner_bar.isVisible(), timeout=10_000)

@@ -11,16 +11,19 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.events import Metrics
 from core.store import Store
-from studio.background import BackgroundRead
+from studio.tasks import Task, run_in_background
 
 FOLLOW_MS = 1000
 SAMPLES_PER_POLL = 500
 
 
 class RunFollower(QObject):
-    metrics = Signal(list)  # [core.events.Metrics], step order
-    samples = Signal(list)  # [core.store.records.SampleRow]
-    failed = Signal(str)  # a read failed (the runs list shows the connection banner)
+    sig_metrics = Signal(list)
+    """New complete steps: [core.events.Metrics], in step order."""
+    sig_samples = Signal(list)
+    """New samples of complete steps: [core.events.Sample]."""
+    sig_failed = Signal(str)
+    """A read failed (the runs list shows the connection banner); the next poll retries."""
 
     def __init__(self, store: Store, run_id: int, after_step: int = 0, parent=None) -> None:
         super().__init__(parent)
@@ -30,8 +33,7 @@ class RunFollower(QObject):
         # A resumed run redoes the steps after its checkpoint (and replaces their samples).
         self.samples_seen = store.sample_count(run_id, up_to=after_step) if after_step else 0
         self.stopped = False
-        self._reader = BackgroundRead(self)  # a distant server must not stall the window
-        self._reader.done.connect(self._read_done)
+        self._reading: Task | None = None  # a distant server must not stall the window
         self.timer = QTimer(self, interval=FOLLOW_MS)
         self.timer.timeout.connect(self._poll_later)
 
@@ -44,7 +46,14 @@ class RunFollower(QObject):
         self.stopped = True
 
     def _poll_later(self) -> None:
-        self._reader.start(self._read)
+        """The timer's poll, off the GUI thread; none while the last one still waits."""
+        if self._reading is None or self._reading.done:
+            self._reading = run_in_background(
+                self._read,
+                on_done=lambda result: self._read_done(result, None),
+                on_error=lambda exc: self._read_done(None, exc),
+                parent=self,
+            )
 
     def _read(self):
         done, seen = self.done_step, self.samples_seen
@@ -66,7 +75,7 @@ class RunFollower(QObject):
 
     def _deliver(self, result, error, final: bool) -> None:
         if error is not None:  # the store is away: the next poll tries again
-            self.failed.emit(str(error))
+            self.sig_failed.emit(str(error))
             return
         done, seen, series, rows = result
         if (done, seen) != (self.done_step, self.samples_seen):
@@ -84,8 +93,8 @@ class RunFollower(QObject):
             events = [Metrics(step, wall[step], by_step[step]) for step in sorted(by_step)]
             if events:
                 self.done_step = events[-1].step
-                self.metrics.emit(events)
+                self.sig_metrics.emit(events)
         rows = [r for r in rows if final or r.step <= self.done_step]
         if rows:
             self.samples_seen += len(rows)
-            self.samples.emit(rows)
+            self.sig_samples.emit(rows)

@@ -20,10 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.exports import export_metrics, export_run_model, export_samples
-from core.store import RunInfo, Store
-from core.store.engine import error_reason
-from studio.background import BackgroundRead
+from core import export_metrics, export_run_model, export_samples
+from core.store import RunInfo, Store, error_reason
+from studio.tasks import Task, run_in_background
 
 COLUMNS = (
     "ID",
@@ -102,7 +101,8 @@ class RunsView(QWidget):
         self.buttons: dict[str, QPushButton] = {}
         for label, slot in buttons.items():
             b = QPushButton(label)
-            b.clicked.connect(slot)
+            # clicked(bool) would hand its `checked` flag to the slot's first parameter
+            b.clicked.connect(lambda _checked=False, slot=slot: slot())
             self.buttons[label] = b
             bar.addWidget(b)
         self.buttons["Compare"].setToolTip("Overlay the curves of the selected runs")
@@ -120,8 +120,7 @@ class RunsView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(self.table)
 
-        self._reader = BackgroundRead(self)
-        self._reader.done.connect(self._read_done)
+        self._reading: Task | None = None  # one background read at a time
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._refresh_if_visible)
@@ -136,16 +135,27 @@ class RunsView(QWidget):
         self.table.clearSelection()
         self.refresh()
 
-    def _refresh_if_visible(self) -> None:
-        if self.isVisible() or self.connection_lost:  # a lost server is retried regardless
-            store = self.store
-            self._reader.start(lambda: (store, store.runs()))
+    @property
+    def reading(self) -> bool:
+        """A background read of the runs is under way."""
+        return self._reading is not None and not self._reading.done
 
-    def _read_done(self, result, error) -> None:
-        if error is not None:
-            self._show(None, error)
-        elif result[0] is self.store:  # not an answer from a store since replaced
-            self._show(result[1], None)
+    def _refresh_if_visible(self) -> None:
+        """The timer's read, off the GUI thread: a distant server must not stall the window.
+        A tick while the last read still waits (a server gone away) starts no other."""
+        if (self.isVisible() or self.connection_lost) and not self.reading:  # lost: retried
+            store = self.store
+            self._reading = run_in_background(
+                lambda: (store, store.runs()),
+                on_done=self._runs_read,
+                on_error=lambda exc: self._show(None, exc),
+                parent=self,
+            )
+
+    def _runs_read(self, answer) -> None:
+        store, runs = answer
+        if store is self.store:  # not an answer from a store since replaced
+            self._show(runs, None)
 
     def refresh(self) -> None:
         """Read the runs now (a button, a run that started or ended); the timer reads them
@@ -247,20 +257,24 @@ class RunsView(QWidget):
             self.message.emit(f"Renamed run {cell.data(Qt.UserRole)} to {name!r}")
         self.refresh()
 
-    def _delete(self, confirm: bool = True) -> None:
+    def _delete(self) -> None:
+        """Asks first, naming the runs and what goes with them; No is the default."""
         ids = [i for i in self.selected_ids() if i != self.live_run_id]
         if not ids:
             self.message.emit("Select finished runs to delete (not the one training)")
             return
-        if confirm:
-            answer = QMessageBox.question(
-                self,
-                "Delete runs",
-                f"Delete {len(ids)} run(s) with their metrics and samples? "
-                "Checkpoints on disk are kept.",
-            )
-            if answer != QMessageBox.Yes:
-                return
+        names = ", ".join(f"{i} {self.store.run(i).name!r}" for i in ids[:5])
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        answer = QMessageBox.question(
+            self,
+            "Delete runs",
+            f"Delete {len(ids)} run(s): {names}{more}?\n\nTheir metrics, samples, logs and "
+            "checkpoints on disk are deleted for good.",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        if answer != QMessageBox.Yes:
+            return
         for run_id in ids:
             self.store.delete_run(run_id)
         self.message.emit(f"Deleted {len(ids)} run(s)")
@@ -273,26 +287,31 @@ class RunsView(QWidget):
         path, _ = QFileDialog.getSaveFileName(
             self, f"Export {what}", f"run-{run_id}-{what}.csv", "CSV (*.csv);;JSON (*.json)"
         )
-        if not path:
-            return
-        try:
-            fn = export_metrics if what == "metrics" else export_samples
-            n = fn(self.store, run_id, path)
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.message.emit(f"Exported {n} {what} rows to {path}")
+        if path:
+            export, store = export_metrics if what == "metrics" else export_samples, self.store
+            run_in_background(
+                lambda: export(store, run_id, path),
+                on_done=lambda n: self.message.emit(f"Exported {n} {what} rows to {path}"),
+                on_error=self._export_failed,
+                parent=self,
+            )
 
     def _export_model(self) -> None:
         run_id = self._one()
         if run_id is None:
             return
         out = QFileDialog.getExistingDirectory(self, "Export the model into a folder")
-        if not out:
-            return
-        try:
-            path, step = export_run_model(self.store, run_id, out)
-        except Exception as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.message.emit(f"Exported run {run_id} (step {step}) to {path}")
+        if out:
+            store = self.store
+            self.message.emit(f"Exporting run {run_id} to {out}...")
+            run_in_background(
+                lambda: export_run_model(store, run_id, out),
+                on_done=lambda done: self.message.emit(
+                    f"Exported run {run_id} (step {done[1]}) to {done[0]}"
+                ),
+                on_error=self._export_failed,
+                parent=self,
+            )
+
+    def _export_failed(self, exc: BaseException) -> None:
+        QMessageBox.warning(self, "Export failed", str(exc))

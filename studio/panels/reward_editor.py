@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -34,9 +34,12 @@ from PySide6.QtWidgets import (
 )
 
 from core.config import RewardComponentConfig
+from core.data import PromptSet
+from core.events import Sample
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
-from studio.code_editor import CodeEditor
+from studio.panels.code_editor import CodeEditor
+from studio.tasks import run_in_background
 
 ERROR_STYLE = "color: #d9534f;"
 OK_STYLE = "color: #3c9a5f;"
@@ -54,13 +57,29 @@ class _Component:
     path: Path | None = None
 
 
-_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="try-reward")
-
-
 def _score(components, prompts: list[str], completions: list[str], columns: dict):
     """Build the rewards, score, and stop their workers (in the "Try it" thread)."""
     with build_reward(components, tokenizer=_WordTokenizer()) as reward:
         return reward(prompts, completions, **columns), completions
+
+
+def preview_rows(
+    load_prompt_set: Callable[[], PromptSet], recent: list[Sample], n: int = 4
+) -> list[tuple[str, str, dict]]:
+    """Rows for "Try it": the prompt set's first prompts with their columns (references,
+    answers...), and the newest completions on screen (else the reference itself); where
+    the prompt set does not load, the newest samples alone."""
+    try:
+        prompt_set = load_prompt_set()
+    except Exception:
+        return [(s.prompt, s.completion, {}) for s in recent[-n:]]
+    rows = []
+    for i in range(min(n, len(prompt_set))):
+        columns = {k: v[i] for k, v in prompt_set.columns.items()}
+        fallback = columns.get("reference", columns.get("answer", ""))
+        completion = recent[i].completion if i < len(recent) else str(fallback or "")
+        rows.append((prompt_set.prompts[i], completion, columns))
+    return rows
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -93,40 +112,15 @@ class RewardEditor(QWidget):
         self.items: list[_Component] = []
         self._current: int | None = None  # the python component shown in the editor
         self.samples_source = None  # callable -> list[(prompt, completion, columns)]
-        self._trying: Future | None = None
-        self._try_timer = QTimer(self)
-        self._try_timer.setInterval(50)
-        self._try_timer.timeout.connect(self._try_finished)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.itemChanged.connect(self._cell_edited)
-        self.table.currentCellChanged.connect(lambda row, *_: self._select(row))
-
-        add_builtin = QToolButton(text="Add built-in")
-        add_builtin.setPopupMode(QToolButton.InstantPopup)
-        menu = QMenu(add_builtin)
-        for kind in sorted(BUILTINS):
-            menu.addAction(kind, lambda k=kind: self.add_component(k))
-        add_builtin.setMenu(menu)
-        add_python = QPushButton("Add Python reward")
-        add_python.clicked.connect(lambda: self.add_component("python"))
-        remove = QPushButton("Remove")
-        remove.clicked.connect(self._remove_current)
-
+        self.table = self._build_table()
         self.template = QComboBox()
         self.template.addItem("Load a template...")
         self.template.addItems(list(templates()))
         self.template.activated.connect(self._load_template)
-        open_file = QPushButton("Open .py...")
-        open_file.clicked.connect(self._open_file)
         self.editor = CodeEditor()
         self.editor.textChanged.connect(self._code_edited)
         self.file_label = QLabel()
-
         self.try_input = QPlainTextEdit()
         self.try_input.setPlaceholderText(
             "Completions to try, one per line (empty: samples from the run or examples)"
@@ -139,35 +133,64 @@ class RewardEditor(QWidget):
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
-        buttons = QHBoxLayout()
-        for w in (add_builtin, add_python, remove):
-            buttons.addWidget(w)
-        buttons.addStretch(1)
-        file_row = QHBoxLayout()
-        file_row.addWidget(self.file_label, 1)
-        file_row.addWidget(self.template)
-        file_row.addWidget(open_file)
-        top = QWidget()
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addLayout(buttons)
-        top_layout.addWidget(self.table)
-        code = QWidget()
-        code_layout = QVBoxLayout(code)
-        code_layout.setContentsMargins(0, 0, 0, 0)
-        code_layout.addLayout(file_row)
-        code_layout.addWidget(self.editor, 1)
-        code_layout.addWidget(self.try_input)
-        code_layout.addWidget(self.try_button)
-        code_layout.addWidget(self.result)
         split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
-        split.addWidget(code)
+        split.addWidget(self._build_components_pane())
+        split.addWidget(self._build_code_pane())
         split.setSizes([120, 400])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
         self._show_editor(None)
+
+    def _build_table(self) -> QTableWidget:
+        table = QTableWidget(0, len(COLUMNS))
+        table.setHorizontalHeaderLabels(list(COLUMNS))
+        table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
+        table.verticalHeader().hide()
+        table.setSelectionBehavior(QTableWidget.SelectRows)
+        table.itemChanged.connect(self._cell_edited)
+        table.currentCellChanged.connect(lambda row, *_: self._select(row))
+        return table
+
+    def _build_components_pane(self) -> QWidget:
+        """The buttons that add and remove components, above their table."""
+        add_builtin = QToolButton(text="Add built-in")
+        add_builtin.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(add_builtin)
+        for kind in sorted(BUILTINS):
+            menu.addAction(kind, lambda k=kind: self.add_component(k))
+        add_builtin.setMenu(menu)
+        add_python = QPushButton("Add Python reward")
+        add_python.clicked.connect(lambda: self.add_component("python"))
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._remove_current)
+        buttons = QHBoxLayout()
+        for w in (add_builtin, add_python, remove):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+        return pane
+
+    def _build_code_pane(self) -> QWidget:
+        """The file row, the code editor, and "Try it" with its input and result."""
+        open_file = QPushButton("Open .py...")
+        open_file.clicked.connect(self._open_file)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.file_label, 1)
+        file_row.addWidget(self.template)
+        file_row.addWidget(open_file)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(file_row)
+        layout.addWidget(self.editor, 1)
+        for w in (self.try_input, self.try_button, self.result):
+            layout.addWidget(w)
+        return pane
 
     # --- components ----------------------------------------------------------------
 
@@ -393,24 +416,22 @@ class RewardEditor(QWidget):
         self.try_button.setEnabled(False)
         self.result.setStyleSheet("")
         self.result.setText("Scoring...")
-        # A plain thread, polled by a GUI timer: no Qt object crosses threads.
-        self._trying = _POOL.submit(
-            _score, self.components(save=True), [r[0] for r in rows], completions, columns
+        components, prompts = self.components(save=True), [r[0] for r in rows]
+        run_in_background(
+            lambda: _score(components, prompts, completions, columns),
+            on_done=self._scored,
+            on_error=self._score_failed,
+            parent=self,
         )
-        self._try_timer.start()
 
-    def _try_finished(self) -> None:
-        if self._trying is None or not self._trying.done():
-            return
-        self._try_timer.stop()
+    def _score_failed(self, exc: BaseException) -> None:
         self.try_button.setEnabled(True)
-        future, self._trying = self._trying, None
-        try:
-            result, completions = future.result()
-        except Exception as exc:
-            self.show_error(str(exc), getattr(exc, "lineno", None), getattr(exc, "component", None))
-            self.tried.emit(False)
-            return
+        self.show_error(str(exc), getattr(exc, "lineno", None), getattr(exc, "component", None))
+        self.tried.emit(False)
+
+    def _scored(self, answer) -> None:
+        self.try_button.setEnabled(True)
+        result, completions = answer
         lines = []
         for i, completion in enumerate(completions):
             parts = ", ".join(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QUrl
@@ -28,37 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.events import Sample
+from core.store import Store
+
 FIXED_COLUMNS = ("Step", "Prompt", "Completion", "Reward")
 COLOUR_BY = ("logprob", "kl", "advantage")
 MAX_ROWS = 50_000  # the table keeps the newest rows; the store keeps them all
-
-
-@dataclass(frozen=True)
-class SampleItem:
-    step: int
-    prompt: str
-    completion: str
-    reward: float | None
-    components: dict[str, float | None]
-    tokens: list[str] | None = None
-    logprobs: list[float | None] | None = None
-    kl: list[float | None] | None = None
-    advantages: list[float | None] | None = None
-
-    @classmethod
-    def from_any(cls, step: int, row: Any) -> SampleItem:
-        """From a live `core.events.Sample` or a stored `SampleRow`."""
-        return cls(
-            step=step,
-            prompt=row.prompt,
-            completion=row.completion,
-            reward=row.reward,
-            components=dict(row.components or {}),
-            tokens=list(row.tokens) if row.tokens is not None else None,
-            logprobs=list(row.logprobs) if row.logprobs is not None else None,
-            kl=list(row.kl) if row.kl is not None else None,
-            advantages=list(row.advantages) if row.advantages is not None else None,
-        )
+SAMPLES_LOADED = 5000  # a reopened run shows its newest samples; exports carry them all
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -69,7 +45,7 @@ def _one_line(text: str, limit: int = 160) -> str:
 class SamplesModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
-        self.items: list[SampleItem] = []
+        self.items: list[Sample] = []
         self.components: list[str] = []
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -99,7 +75,7 @@ class SamplesModel(QAbstractTableModel):
             return value[:2000]
         return None
 
-    def _value(self, item: SampleItem, col: int) -> Any:
+    def _value(self, item: Sample, col: int) -> Any:
         if col == 0:
             return item.step
         if col == 1:
@@ -110,7 +86,7 @@ class SamplesModel(QAbstractTableModel):
             return item.reward
         return item.components.get(self.components[col - len(FIXED_COLUMNS)])
 
-    def add(self, items: list[SampleItem]) -> None:
+    def add(self, items: list[Sample]) -> None:
         if not items:
             return
         names = [n for i in items for n in i.components if n not in self.components]
@@ -163,7 +139,7 @@ class SamplesFilter(QSortFilterProxyModel):
         )
 
 
-def token_html(item: SampleItem, colour_by: str) -> str:
+def token_html(item: Sample, colour_by: str) -> str:
     """The prompt (grey) and the completion's tokens on coloured backgrounds, as links
     whose hover shows the token's numbers."""
     prompt = html.escape(item.prompt).replace("\n", "<br>")
@@ -201,7 +177,16 @@ class SamplesView(QWidget):
         self.model = SamplesModel()
         self.proxy = SamplesFilter()
         self.proxy.setSourceModel(self.model)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(self._build_table_pane())
+        split.addWidget(self._build_detail_pane())
+        split.setSizes([300, 200])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
 
+    def _build_table_pane(self) -> QWidget:
+        """The filters (text, step range, minimum reward) above the table."""
         self.search = QLineEdit(placeholderText="Search prompts and completions")
         self.step_min, self.step_max = QSpinBox(), QSpinBox()
         for box in (self.step_min, self.step_max):
@@ -212,11 +197,9 @@ class SamplesView(QWidget):
         self.reward_min.setValue(-1e9)
         self.reward_min.setDecimals(3)
         self.reward_min.setSpecialValueText("any")
-        for w in (self.search,):
-            w.textChanged.connect(self._refilter)
-        for w in (self.step_min, self.step_max):
+        self.search.textChanged.connect(self._refilter)
+        for w in (self.step_min, self.step_max, self.reward_min):
             w.valueChanged.connect(self._refilter)
-        self.reward_min.valueChanged.connect(self._refilter)
 
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -229,6 +212,21 @@ class SamplesView(QWidget):
         header.setStretchLastSection(True)
         self.table.selectionModel().currentRowChanged.connect(self._show_current)
 
+        filters = QHBoxLayout()
+        filters.addWidget(self.search, 2)
+        for w in (QLabel("Steps"), self.step_min, QLabel("to"), self.step_max):
+            filters.addWidget(w)
+        filters.addWidget(QLabel("Reward ≥"))
+        filters.addWidget(self.reward_min)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(filters)
+        layout.addWidget(self.table)
+        return pane
+
+    def _build_detail_pane(self) -> QWidget:
+        """One sample's tokens, coloured by the chosen quantity, and the hovered token."""
         self.colour_by = QComboBox()
         self.colour_by.addItems(["logprob", "KL to reference", "advantage"])
         self.colour_by.currentIndexChanged.connect(lambda _: self._show_current())
@@ -238,45 +236,31 @@ class SamplesView(QWidget):
         self.token_info = QLabel("Hover a token for its logprob, KL and advantage")
         self.components_label = QLabel()
         self.components_label.setWordWrap(True)
-
-        filters = QHBoxLayout()
-        filters.addWidget(self.search, 2)
-        filters.addWidget(QLabel("Steps"))
-        filters.addWidget(self.step_min)
-        filters.addWidget(QLabel("to"))
-        filters.addWidget(self.step_max)
-        filters.addWidget(QLabel("Reward ≥"))
-        filters.addWidget(self.reward_min)
-        top = QWidget()
-        top_layout = QVBoxLayout(top)
-        top_layout.setContentsMargins(0, 0, 0, 0)
-        top_layout.addLayout(filters)
-        top_layout.addWidget(self.table)
-
-        bottom = QWidget()
-        bottom_layout = QVBoxLayout(bottom)
-        bottom_layout.setContentsMargins(0, 0, 0, 0)
         colour_row = QHBoxLayout()
         colour_row.addWidget(QLabel("Colour tokens by"))
         colour_row.addWidget(self.colour_by)
         colour_row.addWidget(self.components_label, 1)
-        bottom_layout.addLayout(colour_row)
-        bottom_layout.addWidget(self.detail, 1)
-        bottom_layout.addWidget(self.token_info)
-
-        split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setSizes([300, 200])
-        layout = QVBoxLayout(self)
+        pane = QWidget()
+        layout = QVBoxLayout(pane)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(split)
+        layout.addLayout(colour_row)
+        layout.addWidget(self.detail, 1)
+        layout.addWidget(self.token_info)
+        return pane
 
-    def add(self, step: int, rows) -> None:
-        self.model.add([SampleItem.from_any(step, r) for r in rows])
+    def add_items(self, items: Iterable[Sample]) -> None:
+        self.model.add(list(items))
 
-    def add_items(self, items: list[SampleItem]) -> None:
-        self.model.add(items)
+    def show_stored(self, store: Store, run_id: int, up_to: int | None = None) -> None:
+        """The run's newest stored samples (up to a step), in place of what is shown."""
+        self.clear()
+        total = store.sample_count(run_id)
+        rows = store.samples(run_id, offset=max(0, total - SAMPLES_LOADED), limit=SAMPLES_LOADED)
+        self.add_items(r for r in rows if up_to is None or r.step <= up_to)
+
+    def recent(self, n: int) -> list[Sample]:
+        """The newest `n` samples in the table (oldest first)."""
+        return self.model.items[-n:] if n > 0 else []
 
     def clear(self) -> None:
         self.model.clear()
@@ -291,7 +275,7 @@ class SamplesView(QWidget):
             -math.inf if reward_min <= self.reward_min.minimum() else reward_min,
         )
 
-    def current_item(self) -> SampleItem | None:
+    def current_item(self) -> Sample | None:
         index = self.table.currentIndex()
         if not index.isValid():
             return None

@@ -43,7 +43,7 @@ def test_two_processes_train_and_the_window_follows_them_live(window, qtbot, db_
     live = window.live.series["reward/mean"]
     assert live.steps.tolist() == [1, 2, 3, 4, 5, 6]
     assert live.values.tolist() == stored.values.tolist()
-    assert window.step_label.text() == f"Run {run_id} completed"
+    assert window.status_bar.step_label.text() == f"Run {run_id} completed"
     log = window.log.toPlainText()
     assert "torch.distributed.run --standalone --nproc_per_node 2" in log
     assert f"[processes] run {run_id} started" in log
@@ -59,7 +59,7 @@ def test_stop_then_resume_a_run_of_two_processes(window, qtbot, db_url):
         assert str(info.status) == "stopped"
         stopped_at = info.last_step
         assert store.checkpoints(run_id)[-1].step == stopped_at
-    assert "failed" not in window.step_label.text()
+    assert "failed" not in window.status_bar.step_label.text()
 
     window.resume(run_id)  # still 2 processes: `rlstudio resume` under torchrun
     qtbot.waitUntil(lambda: live_steps(window) > stopped_at, timeout=TIMEOUT_MS)
@@ -79,7 +79,7 @@ def test_a_failing_launch_names_the_reason(window, qtbot, db_url):
     window.revalidate()
     assert window.start()
     qtbot.waitUntil(lambda: not window.running, timeout=TIMEOUT_MS)
-    assert window.step_label.text().endswith("failed")
+    assert window.status_bar.step_label.text().endswith("failed")
     assert "/no/such/model/folder" in window.message.text()
     assert "ChildFailedError" not in window.message.text()  # the CLI's reason, not torchrun's
     assert window.error_box.text() == window.message.text()

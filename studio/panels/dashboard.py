@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.series import Series
+from core.store import Store
+from studio.panels.series import Series
 
 REDRAW_MS = 100
 
@@ -164,6 +165,17 @@ class Dashboard(QWidget):
         self.runs = list(runs)
         self._dirty = True
         self.redraw_if_dirty()
+
+    def show_stored(
+        self, store: Store, run_ids: list[int], up_to: int | None = None
+    ) -> list[RunSeries]:
+        """Show stored runs (`up_to`: their steps up to one), labelled "ID: name"."""
+        runs = [
+            RunSeries.from_store(f"{i}: {store.run(i).name}", store.metrics(i), up_to=up_to)
+            for i in run_ids
+        ]
+        self.show_runs(runs)
+        return runs
 
     def add_metrics(self, run_index: int, step: int, wall_time: float, values) -> None:
         self.runs[run_index].add(step, wall_time, values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +25,37 @@ from core.config import (
     AlgorithmConfig,
     ConfigError,
     DataConfig,
-    GenerationConfig,
-    IlqlConfig,
-    LoggingConfig,
     ModelConfig,
     RunConfig,
-    TrainingConfig,
     load_config,
 )
-from core.data import bundled_prompt_sets, load_prompts
-from core.lm.sources import TINY_RANDOM
+from core.data import PromptSet, bundled_prompt_sets, load_prompts
+from core.lm import TINY_RANDOM
 from core.paths import assets_dir, data_dir
-from studio.config_form import ConfigForm
+from studio.panels.config_form import ConfigForm
 
 DEFAULT_MODEL = ModelConfig().name
-SECTIONS = [
-    ("training", TrainingConfig),
-    ("generation", GenerationConfig),
-    ("algorithm", AlgorithmConfig),
-    ("ilql", IlqlConfig),
-    ("model", ModelConfig),
-    ("data", DataConfig),
-    ("logging", LoggingConfig),
-]
+ALGORITHMS = AlgorithmConfig.__dataclass_fields__["name"].metadata["choices"]
+
+
+def _config_tables() -> dict[str, type]:
+    """The recipe's tables (`[training]`, ...) and their dataclasses, as `RunConfig` names them."""
+    hints = typing.get_type_hints(RunConfig)
+    fields = dataclasses.fields(RunConfig)
+    return {f.name: hints[f.name] for f in fields if dataclasses.is_dataclass(hints[f.name])}
+
+
+# An algorithm's own table (named after it, e.g. one with its own losses) follows [algorithm]
+# and shows only while that algorithm is chosen; [reward] has the reward panel.
+ALGORITHM_TABLES = tuple(name for name in _config_tables() if name in ALGORITHMS)
+FORM_ORDER = ("training", "generation", "algorithm", *ALGORITHM_TABLES, "model", "data", "logging")
+SECTIONS = [(name, _config_tables()[name]) for name in FORM_ORDER]
 PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
 RECENT_KEY = "recent_models"
 PROCESSES_KEY = "processes"
+LAST_RECIPE_KEY = "last_recipe"
 PREVIEW_ROWS = 5
+MINE = " (mine)"  # how the list marks the user's own recipes
 
 
 def bundled_recipes() -> dict[str, Path]:
@@ -64,7 +69,7 @@ def user_recipes_dir() -> Path:
 
 
 def all_recipes() -> dict[str, Path]:
-    mine = {f"{p.stem} (mine)": p for p in sorted(user_recipes_dir().glob("*.toml"))}
+    mine = {f"{p.stem}{MINE}": p for p in sorted(user_recipes_dir().glob("*.toml"))}
     return {**bundled_recipes(), **mine}
 
 
@@ -76,7 +81,26 @@ class SetupPanel(QWidget):
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.base_dir = ""
+        self._loaded_path: Path | None = None
+        picks = QFormLayout()
+        picks.addRow("Recipe", self._build_recipe_row())
+        picks.addRow("Model", self._build_model_row())
+        picks.addRow("Prompts", self._build_prompts_row())
+        picks.addRow("", self.preview)
+        picks.addRow("", self.preview_note)
+        self.algorithm = QComboBox()
+        self.algorithm.addItems(list(ALGORITHMS))
+        self.algorithm.currentTextChanged.connect(self._algorithm_changed)
+        picks.addRow("Algorithm", self.algorithm)
+        picks.addRow("Processes", self._build_processes_row())
+        self.form = ConfigForm(SECTIONS, skip=PICKED)
+        self.form.changed.connect(self._edited)
+        layout = QVBoxLayout(self)
+        layout.addLayout(picks)
+        layout.addWidget(self.form, 1)
 
+    def _build_recipe_row(self) -> QWidget:
         self.recipe = QComboBox()
         self._fill_recipes()
         self.recipe.activated.connect(self._recipe_chosen)
@@ -85,7 +109,9 @@ class SetupPanel(QWidget):
         save_recipe = QPushButton("Save as...")
         save_recipe.setToolTip("Save these settings and rewards as a recipe of your own")
         save_recipe.clicked.connect(self.save_requested.emit)
+        return _row(self.recipe, open_recipe, save_recipe)
 
+    def _build_model_row(self) -> QWidget:
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.setToolTip(ModelConfig.__dataclass_fields__["name"].metadata["help"])
@@ -96,7 +122,10 @@ class SetupPanel(QWidget):
         model_folder.clicked.connect(self._open_model_folder)
         model_gguf = QPushButton(".gguf...")
         model_gguf.clicked.connect(self._open_gguf)
+        return _row(self.model, model_folder, model_gguf)
 
+    def _build_prompts_row(self) -> QWidget:
+        """The prompt set's box and file button; its preview goes below (`self.preview`)."""
         self.prompts = QComboBox()
         self.prompts.setEditable(True)
         self.prompts.addItems(list(bundled_prompt_sets()))
@@ -107,13 +136,9 @@ class SetupPanel(QWidget):
         self.preview = QListWidget()
         self.preview.setMaximumHeight(96)
         self.preview_note = QLabel()
+        return _row(self.prompts, prompts_file)
 
-        self.algorithm = QComboBox()
-        self.algorithm.addItems(
-            list(AlgorithmConfig.__dataclass_fields__["name"].metadata["choices"])
-        )
-        self.algorithm.currentTextChanged.connect(self._algorithm_changed)
-
+    def _build_processes_row(self) -> QWidget:
         # A launch setting, not the recipe's: the same recipe runs as 1 or N processes.
         self.processes = QSpinBox()
         self.processes.setRange(1, 64)
@@ -124,23 +149,7 @@ class SetupPanel(QWidget):
             "through the store; Stop saves a checkpoint, there is no pause."
         )
         self.processes.valueChanged.connect(self._processes_changed)
-
-        self.form = ConfigForm(SECTIONS, skip=PICKED)
-        self.form.changed.connect(self._edited)
-
-        picks = QFormLayout()
-        picks.addRow("Recipe", _row(self.recipe, open_recipe, save_recipe))
-        picks.addRow("Model", _row(self.model, model_folder, model_gguf))
-        picks.addRow("Prompts", _row(self.prompts, prompts_file))
-        picks.addRow("", self.preview)
-        picks.addRow("", self.preview_note)
-        picks.addRow("Algorithm", self.algorithm)
-        picks.addRow("Processes", _row(self.processes, QLabel("(torchrun, one per GPU)")))
-        layout = QVBoxLayout(self)
-        layout.addLayout(picks)
-        layout.addWidget(self.form, 1)
-        self.base_dir = ""
-        self._loaded_path: Path | None = None
+        return _row(self.processes, QLabel("(torchrun, one per GPU)"))
 
     # --- recipe in and out --------------------------------------------------------------
 
@@ -154,10 +163,29 @@ class SetupPanel(QWidget):
     def _recipe_path(self) -> Path:
         return Path(self.recipe.currentData())
 
+    def recipe_name(self) -> str:
+        """The chosen recipe as the list names it ("NAME (mine)" for the user's own)."""
+        return self.recipe.currentText()
+
+    def run_label(self) -> str:
+        """The recipe's name without the "(mine)" mark: what a new run is named after."""
+        return self.recipe_name().removesuffix(MINE)
+
     def select_recipe(self, name: str) -> None:
         index = self.recipe.findText(name)
         if index >= 0:
             self.recipe.setCurrentIndex(index)
+
+    def load_first_recipe(self, recipe: str | None, fallback: str) -> RunConfig:
+        """The recipe a window opens with: `recipe` (a file, or a listed name), else the one
+        used last, else `fallback`."""
+        if recipe and Path(recipe).is_file():
+            return self.load_recipe(Path(recipe))
+        name = recipe or self.settings.value(LAST_RECIPE_KEY, fallback)
+        self.select_recipe(name)
+        if self.recipe_name() != name:
+            self.select_recipe(fallback)
+        return self.load_recipe(self._recipe_path())
 
     def _recipe_chosen(self, _index: int) -> None:
         try:
@@ -177,6 +205,7 @@ class SetupPanel(QWidget):
         self.recipe.setCurrentIndex(index)
         self._loaded_path = Path(path)
         self.show_config(cfg)
+        self.settings.setValue(LAST_RECIPE_KEY, self.recipe_name())
         self.recipe_loaded.emit(cfg)
         return cfg
 
@@ -210,6 +239,13 @@ class SetupPanel(QWidget):
                 self.load_recipe(Path(path))
             except ConfigError as exc:
                 self.preview_note.setText(str(exc))
+
+    def ask_recipe_path(self) -> Path | None:
+        """Where to save the settings as a recipe of the user's own (None: cancelled)."""
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save recipe", str(user_recipes_dir() / "my_recipe.toml"), "Recipe (*.toml)"
+        )
+        return Path(path) if path else None
 
     def refresh_recipes(self) -> None:
         self._fill_recipes()
@@ -265,12 +301,21 @@ class SetupPanel(QWidget):
             self.preview_note.setStyleSheet("")
         self._edited()
 
+    def prompt_set(self) -> PromptSet:
+        """The chosen prompt set, loaded (raises where it does not load)."""
+        return load_prompts(DataConfig(prompts=self.prompts.currentText().strip()), self.base_dir)
+
+    def processes_wanted(self) -> int:
+        """How many local processes Start launches (1: trains inside the window)."""
+        return self.processes.value()
+
     def _processes_changed(self, n: int) -> None:
         self.settings.setValue(PROCESSES_KEY, n)
         self._edited()
 
     def _algorithm_changed(self, name: str) -> None:
-        self.form.groups["ilql"].setVisible(name == "ilql")
+        for table in ALGORITHM_TABLES:
+            self.form.groups[table].setVisible(name == table)
         self._edited()
 
     def _edited(self, *_: Any) -> None:

@@ -1,0 +1,106 @@
+"""The window's toolbars: the run controls with a one-line message, and the banner that
+says the database connection is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QLabel, QToolBar
+
+MANY = "; a run of several processes cannot (Stop saves a checkpoint)"
+
+
+class RunToolbar(QToolBar):
+    """Start, Pause / Resume, Stop, Save checkpoint, Show live run, Open store, and the
+    message (why Start is off, why a run failed); the window gives the slots."""
+
+    def __init__(self, slots: dict[str, Callable[[], None]]) -> None:
+        super().__init__("Run")
+        self.setObjectName("toolbar-run")
+        self.start_action = self._action("Start", slots["start"], "Ctrl+Return", "Start a run")
+        self.pause_action = self._action("Pause", slots["pause"], "Ctrl+P", "Pause / resume")
+        self.stop_action = self._action(
+            "Stop", slots["stop"], "Ctrl+.", "Stop after this token or step"
+        )
+        self.save_action = self._action(
+            "Save checkpoint", slots["save"], "Ctrl+S", "Save a checkpoint now"
+        )
+        self.addSeparator()
+        self.live_action = self._action(
+            "Show live run", slots["live"], "Ctrl+L", "Back to the live run"
+        )
+        self.addSeparator()
+        self.open_store_action = self._action(
+            "Open store...", slots["open_store"], "Ctrl+O", "Show the runs of another store"
+        )
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #d9534f; padding-left: 8px;")
+        self.addWidget(self.message)
+
+    def _action(self, text: str, slot, shortcut: str, tip: str) -> QAction:
+        a = QAction(text, self)
+        a.setShortcut(QKeySequence(shortcut))
+        a.setToolTip(f"{tip} ({QKeySequence(shortcut).toString()})")
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def show_state(
+        self,
+        *,
+        running: bool,
+        pausable: bool,
+        paused: bool,
+        live_elsewhere: bool,
+        configured: bool,
+        config_error: str,
+    ) -> None:
+        """Every enabled state and text, from the run's state: `pausable` (a run in the
+        window), `live_elsewhere` (a stored run is on screen while one trains), whether the
+        settings make a config (`configured`) and if not, why (`config_error`)."""
+        self.start_action.setEnabled(not running and configured)
+        self.start_action.setToolTip(config_error or "Start a run (Ctrl+Return)")
+        self.pause_action.setEnabled(pausable)
+        self.stop_action.setEnabled(running)
+        self.save_action.setEnabled(pausable)
+        self.pause_action.setToolTip("Pause the run" + ("" if pausable or not running else MANY))
+        self.live_action.setEnabled(running and live_elsewhere)
+        self.pause_action.setText("Resume" if pausable and paused else "Pause")
+        if not running:  # a run's failure stays said until a setting needs saying instead
+            if config_error:
+                self.message.setText(f"Cannot start: {config_error}")
+            elif self.message.text().startswith("Cannot start"):
+                self.message.clear()
+
+    def say(self, text: str, error: bool = True) -> None:
+        self.message.setStyleSheet(
+            f"color: {'#d9534f' if error else '#3c9a5f'}; padding-left: 8px;"
+        )
+        self.message.setText(text)
+
+
+class ConnectionBanner(QToolBar):
+    """A lost database connection: one line across the window until it answers again."""
+
+    def __init__(self) -> None:
+        super().__init__("Connection")
+        self.setObjectName("toolbar-banner")
+        self.setMovable(False)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setStyleSheet("background: #8a6d1f; color: white; padding: 4px 8px;")
+        self.addWidget(self.label)
+        self.hide()
+
+    def show_connection(self, ok: bool, reason: str, where: str) -> None:
+        """Shown while the database at `where` does not answer (`reason`), hidden once it does."""
+        if ok:
+            self.hide()
+            return
+        self.label.setText(
+            f"Lost the connection to {where} ({reason}). Retrying every few seconds; "
+            "a training run keeps its rows and writes them once the database is back."
+        )
+        self.show()

@@ -1,0 +1,90 @@
+"""The window's status bar while a run trains: a progress bar for loading, the step, the
+ETA, the device and the peak memory, fed the run's events."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+
+from core.events import Metrics, RunState, Status
+from studio.panels.dashboard import RunSeries
+
+
+class RunStatusBar(QStatusBar):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.step_label = QLabel("No run")
+        self.eta_label = QLabel()
+        self.device_label = QLabel()
+        self.memory_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setRange(0, 0)  # busy: loading has no known length
+        self.progress.hide()
+        for w in (
+            self.progress,
+            self.step_label,
+            self.eta_label,
+            self.device_label,
+            self.memory_label,
+        ):
+            self.addPermanentWidget(w)
+
+    def starting(self, text: str) -> None:
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.step_label.setText(text)
+
+    def loading(self, text: str) -> None:
+        """A loading message; one ending in "NN%" (the model conversion) fills the bar."""
+        percent = re.search(r"(\d{1,3})%$", text)
+        if percent:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(int(percent.group(1)))
+        else:
+            self.progress.setRange(0, 0)  # busy: no known length
+        self.progress.show()
+        self.step_label.setText(text)
+
+    def step(self, event: Metrics, total: int, live: RunSeries) -> None:
+        """A step's metrics: its number, the ETA from the steps trained since this start
+        (`live` holds them; a resumed run's first steps were trained before), the memory."""
+        text = f"Step {event.step} / {total}" if total else f"Step {event.step}"
+        self.step_label.setText(text)
+        if event.step and total and event.wall_time > 0:
+            first = live.series.get("reward/mean")
+            done = event.step - (int(first.steps[0]) - 1 if first is not None and first.n else 0)
+            per_step = event.wall_time / max(done, 1)
+            left = per_step * (total - event.step)
+            self.eta_label.setText(f"ETA {clock(left)} ({per_step:.1f} s/step)")
+        mem = event.values.get("memory/peak_mb")
+        if mem is not None and math.isfinite(mem):
+            self.memory_label.setText(f"Memory {mem:,.0f} MB")
+
+    def status(self, event: Status) -> None:
+        if event.state == RunState.RUNNING:
+            self.progress.hide()
+            if event.message.startswith("Training"):
+                device = event.message.split("(")[-1].rstrip(")") if "(" in event.message else ""
+                self.device_label.setText(device)
+        elif event.state == RunState.PAUSED:
+            self.step_label.setText(f"Paused at step {event.step} / {event.total_steps}")
+
+    def pausing(self) -> None:
+        self.step_label.setText(self.step_label.text() + " (pausing...)")
+
+    def say(self, text: str) -> None:
+        self.step_label.setText(text)
+
+    def ended(self, run_id: int | None, state: str) -> None:
+        self.progress.hide()
+        self.step_label.setText(f"Run {run_id or ''} {state}".replace("  ", " "))
+        self.eta_label.clear()
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
