@@ -30,9 +30,13 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    min_exclusive: bool = False,
 ) -> Any:
-    """A dataclass field carrying the metadata the validator and the studio's form read."""
+    """A dataclass field carrying the metadata the validator and the studio's form read;
+    `min_exclusive`: the value must be above `min`, not equal to it."""
     meta = {"help": help, "min": min, "max": max, "choices": choices}
+    if min_exclusive:
+        meta["min_exclusive"] = True
     if isinstance(default, (list, dict)):  # mutable defaults need a factory
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -215,13 +219,22 @@ class RewardConfig:
 class TrainingConfig:
     steps: int = setting(20, "Optimisation steps (each: one batch of rollouts)", min=1, max=10**7)
     batch_size: int = setting(8, "Prompts per step", min=1, max=65536)
-    learning_rate: float = setting(1e-5, "Adam learning rate", min=0.0, max=1.0)
+    learning_rate: float = setting(
+        1e-5, "Adam learning rate (above 0)", min=0.0, max=1.0, min_exclusive=True
+    )
     weight_decay: float = setting(0.0, "AdamW weight decay", min=0.0, max=1.0)
     lr_schedule: str = setting(
         "constant", "Learning-rate schedule", choices=("constant", "linear", "cosine")
     )
     warmup_steps: int = setting(0, "Linear warm-up steps", min=0, max=10**6)
     max_grad_norm: float = setting(1.0, "Clip the gradient norm; 0 = off", min=0.0, max=1e6)
+    max_skipped_updates: int = setting(
+        5,
+        "Stop the run (failed, with a message) after this many updates in a row were skipped "
+        "for a loss or gradient that is not finite (inf or NaN); 0 = never stop",
+        min=0,
+        max=10**6,
+    )
     seed: int = setting(0, "Seed for sampling, shuffling and initialisation", min=0, max=2**32 - 1)
     checkpoint_every: int = setting(
         10, "Save a checkpoint every N steps; 0 = only at the end", min=0, max=10**7
@@ -305,6 +318,8 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping) -> Any:
     lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{path} = {value!r}: must be one of {', '.join(choices)}")
+    if lo is not None and meta.get("min_exclusive") and value <= lo:
+        raise ConfigError(f"{path} = {value!r}: must be above {lo}")
     if lo is not None and value < lo:
         raise ConfigError(f"{path} = {value!r}: must be at least {lo}")
     if hi is not None and value > hi:

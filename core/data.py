@@ -38,7 +38,7 @@ def bundled_prompt_sets() -> dict[str, Path]:
 
 def _rows_jsonl(path: Path) -> list[dict]:
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -54,14 +54,14 @@ def _rows_jsonl(path: Path) -> list[dict]:
 
 
 def _rows_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh))
 
 
 def _rows_txt(path: Path, column: str) -> list[dict]:
     return [
         {column: line.strip()}
-        for line in path.read_text(encoding="utf-8").splitlines()
+        for line in path.read_text(encoding="utf-8-sig").splitlines()
         if line.strip()
     ]
 

@@ -15,6 +15,11 @@ class RunStateError(ValueError):
     """A run that lacks what the command needs: a checkpoint on disk, held-out prompts."""
 
 
+class TrainingDiverged(RunStateError):
+    """Updates skipped in a row (loss or gradient not finite) past
+    `training.max_skipped_updates`: the settings or the reward's scale cannot train."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     DataError,

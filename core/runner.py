@@ -173,8 +173,9 @@ def _drive(
                 final = RunStatus(event.state)
             if on_event is not None:
                 on_event(event)
-    except KeyboardInterrupt:
-        _finish(recorder, RunStatus.STOPPED, "interrupted (Ctrl+C)")
+    except KeyboardInterrupt as exc:  # the CLI's second signal names itself
+        how = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "Ctrl+C"
+        _finish(recorder, RunStatus.STOPPED, f"interrupted ({how})")
         raise
     except RewardError as exc:
         message = (

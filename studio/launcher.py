@@ -1,5 +1,7 @@
 """`rlstudio`: with no command (or `studio`) it opens the window; any other command
-(`train`, `resume`, `runs`, ...) is the headless CLI in `core.cli`, which never loads Qt;
+(`train`, `resume`, `runs`, ...) is the headless CLI in `core.cli`, which never loads Qt.
+`--db URL` (and the window's `--recipe FILE`) may come before the command or after it:
+`rlstudio --db URL runs`, `rlstudio runs --db URL` and `rlstudio --db URL` all work;
 `--smoke-test` checks an installation (or a built bundle) end to end and exits;
 `torchrun ...` is torch's launcher, for the studio's multi-process runs in a frozen app."""
 
@@ -22,13 +24,32 @@ def main(argv: list[str] | None = None) -> int:
 
         torchrun_main(argv[1:])
         return 0
-    if not argv or argv[0] == "studio" or argv[0] in ("--db", "--recipe"):
+    at = _command_at(argv)
+    if at is None or argv[at] == "studio":
         from studio.app import main as studio_main
 
-        return studio_main(argv[1:] if argv and argv[0] == "studio" else argv)
+        return studio_main(argv if at is None else argv[:at] + argv[at + 1 :])
     from core.cli import main as cli_main
 
-    return cli_main(argv)
+    return cli_main(argv)  # its parser takes `--db URL` before the command too
+
+
+# The window's options that may come before a command; each takes a value.
+_LEADING_OPTIONS = ("--db", "--recipe")
+
+
+def _command_at(argv: list[str]) -> int | None:
+    """Where the first word that is not a leading option or its value is (None: none)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in _LEADING_OPTIONS:
+            i += 2
+        elif word.startswith(tuple(f"{option}=" for option in _LEADING_OPTIONS)):
+            i += 1
+        else:
+            return i
+    return None
 
 
 if __name__ == "__main__":

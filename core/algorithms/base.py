@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,8 @@ class Algorithm:
             else FixedKLController(cfg.kl_coef)
         )
         self.score_moments = RunningMoments()
-        self.skipped_steps = 0
+        self.skipped_steps = 0  # optimiser steps skipped for a non-finite loss or gradient
+        self.optimizer_steps = 0  # and those taken
 
     def shape_scores(self, scores: torch.Tensor, ended: torch.Tensor) -> torch.Tensor:
         """EOS penalty, optional running-std scaling, then clipping."""
@@ -144,6 +146,7 @@ class Algorithm:
             norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or math.inf)
         if torch.isfinite(norm):
             self.optimizer.step()
+            self.optimizer_steps += 1
         else:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
@@ -211,7 +214,9 @@ class Algorithm:
 
         Returns the per-token k1 KL [B, R] and the KL metrics (coefficient before the update).
         """
-        self.scheduler.step()
+        with warnings.catch_warnings():  # the schedule counts updates, skipped ones too
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.scheduler.step()
         kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * rollout.mask
         kl_per_seq = float(distributed.mean(kl.sum(1)))  # over all ranks: one KL coefficient
         coef = self.kl_ctl.value

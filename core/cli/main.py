@@ -79,6 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        with _quit_on_sigterm():
+            return _command(args)
+    except KeyboardInterrupt as exc:  # also while starting up: one line, no traceback
+        return _interrupted(args, exc)
+
+
+@contextlib.contextmanager
+def _quit_on_sigterm():
+    """Until a run's own handler takes over, SIGTERM quits as Ctrl+C does: through the
+    `finally`s and exit handlers (a reward worker started to check the recipe is stopped)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def quit_now(_signum, _frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, quit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _command(args) -> int:
     _quiet_libraries()
     if args.command is None:
         return _default_demo(args)
@@ -99,13 +127,25 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, StoreUnavailable) as exc:
         print(f"{_who()}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"{_who()}: stopped (Ctrl+C); `rlstudio resume` carries the run on", file=sys.stderr)
-        return 130
     except Exception as exc:  # a crash: the run is already marked failed with this message
         traceback.print_exc()
         print(f"{_who()}: run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _interrupted(args, exc: KeyboardInterrupt) -> int:
+    """A signal that quits at once (a second one, or one before the run's handler was set):
+    which signal, and whether there is a run to carry on."""
+    how = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "Ctrl+C"
+    run_id = getattr(args, "run_id", None) if args.command in ("train", "resume") else None
+    if run_id is not None:
+        print(
+            f"{_who()}: stopped ({how}); `rlstudio resume {run_id}` carries the run on",
+            file=sys.stderr,
+        )
+    else:
+        print(f"{_who()}: stopped ({how})", file=sys.stderr)
+    return 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
 
 
 def _who() -> str:
@@ -118,6 +158,7 @@ def _who() -> str:
 def _one_line(exc: BaseException) -> str:
     """KeyError's str() quotes its message, so read the message itself."""
     text = getattr(exc, "message", None) or (exc.args[0] if exc.args else str(exc))
+    text = text if isinstance(text, str) else str(exc)  # OSError's first arg is its errno
     return " ".join(text.split())
 
 
@@ -188,13 +229,17 @@ def _train(args) -> int:
             control=control,
             on_event=bar.on_event,
             progress=bar.say,
-            # the studio follows a run it launched through this line
-            on_run_id=lambda run_id: print(f"run {run_id} started", flush=True),
+            on_run_id=lambda run_id: _started(args, run_id),
         )
     if store is not None:
         info = store.run(run_id)
         print(f"run {run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
     return 0
+
+
+def _started(args, run_id: int) -> None:
+    args.run_id = run_id  # a second Ctrl+C names it
+    print(f"run {run_id} started", flush=True)  # the studio follows a run it launched so
 
 
 @contextlib.contextmanager
@@ -320,14 +365,17 @@ def _export(args) -> int:
 @contextlib.contextmanager
 def _stop_on_signals():
     """Ctrl+C or SIGTERM asks the run to stop cleanly (it saves a checkpoint of the last
-    finished step and is stored as stopped); a second Ctrl+C quits at once."""
+    finished step and is stored as stopped); a second one quits at once (KeyboardInterrupt
+    naming the signal: "Ctrl+C" or "SIGTERM")."""
     from core.control import Control
 
     control = Control()
 
     def ask_to_stop(signum, _frame):
         if control.stopped:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(
+                "Ctrl+C" if signum == signal.SIGINT else signal.Signals(signum).name
+            )
         print(
             f"\nrlstudio: {signal.Signals(signum).name}: stopping after the current step "
             "(again to quit now)",

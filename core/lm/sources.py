@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from core.lm.device import ModelError
+from core.lm.model_folder import check_model_folder
 from core.paths import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -156,6 +157,7 @@ def resolve_source(name: str, progress: Progress | None = None) -> str:
         if path.is_file() and path.suffix == ".gguf":
             return str(convert_gguf(path, _gguf_cache_dir(path), progress))
         if path.is_dir() and (path / "config.json").is_file():
+            check_model_folder(path)
             return str(path)
         raise ModelError(
             f"{name} is not a model: expected a Hugging Face folder with "
@@ -224,6 +226,8 @@ def load_lm(name: str, seed: int = 0, progress: Progress | None = None):
         raise
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if Path(source).is_dir():
+            raise ModelError(f"could not load the model folder {name}: {first}") from None
         raise ModelError(
             f"could not load model {name!r}: not a local folder or .gguf file, "
             f"and not loadable from the hub here ({first})"

@@ -105,8 +105,9 @@ class CompositeReward:
             per_component[c.name] = scores
             for i, s in enumerate(scores):
                 if s is not None:
-                    total[i] += c.weight * s
+                    total[i] = _added(total[i], c, s, i)
                     scored[i] = True
+        _check_range(self.components, per_component, total)
         if not all(scored):
             i = scored.index(False)
             raise RewardError(
@@ -136,6 +137,39 @@ def _run(
         raise RewardError(
             f"reward '{c.name}': {type(exc).__name__}: {exc}", component=c.name
         ) from exc
+
+
+# Training holds the totals as 32-bit floats: a larger one would be inf there.
+TOTAL_LIMIT = 3.4e38
+
+
+def _added(total: float, c: RewardComponent, score: float, i: int) -> float:
+    """`total + weight * score`, or a RewardError naming the component that made it inf."""
+    new = total + c.weight * score
+    if math.isfinite(new):
+        return new
+    raise _too_large(c, score, i, new)
+
+
+def _check_range(
+    components: list[RewardComponent], scores: dict[str, list[float | None]], total: list[float]
+) -> None:
+    """A total past what a 32-bit float holds names its largest part."""
+    for i, value in enumerate(total):
+        if abs(value) > TOTAL_LIMIT:
+            parts = [(c, scores[c.name][i]) for c in components if scores[c.name][i] is not None]
+            c, score = max(parts, key=lambda part: abs(part[0].weight * part[1]))
+            raise _too_large(c, score, i, value)
+
+
+def _too_large(c: RewardComponent, score: float, i: int, total: float) -> RewardError:
+    return RewardError(
+        f"reward '{c.name}': weight {c.weight:g} x score {score:g} for sample {i} makes the "
+        f"total reward {total:g}, past the {TOTAL_LIMIT:g} training can hold; scale the reward "
+        "or its weight down",
+        component=c.name,
+        sample_index=i,
+    )
 
 
 def _close(components: Iterable[RewardComponent]) -> None:

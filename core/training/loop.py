@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.config import RunConfig
 from core.control import Control, Stopped
+from core.errors import TrainingDiverged
 from core.events import Event, RunState, Status
 from core.rewards import RewardError
 from core.training.reward_pause import build_run_reward
@@ -49,9 +50,10 @@ def train(
         yield from run.save_if_unsaved()
         yield Status(RunState.STOPPED, "Stopped by the user", run.step, run.total)
         return
-    except RewardError:
-        # The weights are those of the last finished step: keep them so a fixed reward
-        # resumes. (Not with several processes: the others are not here to lend their part.)
+    except (RewardError, TrainingDiverged):
+        # The weights are those of the last finished step: keep them so a fixed reward (or
+        # safer settings) resumes. (Not with several processes: the others are not here to
+        # lend their part.)
         if run.world == 1:
             yield from run.save_if_unsaved()
         raise

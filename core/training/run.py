@@ -18,6 +18,7 @@ from core.algorithms.common import RunningMoments
 from core.config import ConfigError, RunConfig, validate
 from core.control import Control, Stopped
 from core.data import PromptSampler, format_prompt, load_prompts
+from core.errors import TrainingDiverged
 from core.events import Checkpoint, Event, Log, Metrics, RunState, Status
 from core.lm.device import cpu_bf16_hint
 from core.lm.policy import LoadedModels, load_models
@@ -53,6 +54,7 @@ class TrainingRun:
         self.reward = RunReward(cfg, control)
         self.reward_moments = RunningMoments()  # reward.normalize
         self.step = self.last_saved = 0
+        self.skipped_in_a_row = 0  # updates, see `_count_skipped_updates`
         self.started = 0.0  # perf_counter() when training began (less the time before a resume)
         self._release_memory: Callable[[], None] | None = None
 
@@ -213,8 +215,28 @@ class TrainingRun:
 
     def train_step(self) -> Iterator[Event]:
         step_events = offline_step if self.offline else online_step
+        skipped, taken = self.algo.skipped_steps, self.algo.optimizer_steps
         yield from step_events(self, self.step + 1)
         self.step += 1
+        self._count_skipped_updates(skipped, taken)
+
+    def _count_skipped_updates(self, skipped: int, taken: int) -> None:
+        """An update whose optimiser steps were all skipped (a loss or gradient not finite)
+        changed nothing: `training.max_skipped_updates` of them in a row stop the run."""
+        algo = self.algo
+        if algo.skipped_steps > skipped and algo.optimizer_steps == taken:
+            self.skipped_in_a_row += 1
+        else:
+            self.skipped_in_a_row = 0
+        limit, n = self.cfg.training.max_skipped_updates, self.skipped_in_a_row
+        if limit and n >= limit:
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: the last {n} updates were all skipped, "
+                "their loss or gradient not finite (inf or NaN), so the model is unchanged "
+                f"since step {self.step - n}; lower training.learning_rate, or clip "
+                "(algorithm.reward_clip) or scale down the rewards "
+                "(training.max_skipped_updates = 0 never stops)"
+            )
 
     def on_cadence(self) -> Iterator[Event]:
         t, step = self.cfg.training, self.step

@@ -48,6 +48,11 @@ def test_toml_round_trip(tmp_path):
     [
         ("[training]\nlearning_rate = 5.0\n", "training.learning_rate = 5.0: must be at most 1.0"),
         ("[training]\nsteps = 0\n", "training.steps = 0: must be at least 1"),
+        ("[training]\nlearning_rate = 0\n", "training.learning_rate = 0.0: must be above 0.0"),
+        (
+            "[training]\nmax_skipped_updates = -1\n",
+            "training.max_skipped_updates = -1: must be at least 0",
+        ),
         (
             '[algorithm]\nname = "dqn"\n',
             "algorithm.name = 'dqn': must be one of ppo, a2c, reinforce, rloo, grpo, ilql",

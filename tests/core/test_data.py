@@ -33,6 +33,18 @@ def test_user_files_jsonl_csv_txt(tmp_path):
     assert c.prompts == ("first line", "second line")
 
 
+def test_files_with_a_byte_order_mark_as_excel_and_notepad_write_them(tmp_path):
+    """The BOM is not part of the first column's name, nor of the first prompt."""
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfprompt,answer\r\nWhat is 2+2?,4\r\n")
+    (tmp_path / "a.jsonl").write_text('{"prompt": "Hi"}\n', encoding="utf-8-sig")
+    (tmp_path / "c.txt").write_text("first line\n", encoding="utf-8-sig")
+    csv_set = load_prompts(DataConfig(prompts="excel.csv"), base_dir=tmp_path)
+    assert csv_set.prompts == ("What is 2+2?",) and csv_set.columns == {"answer": ("4",)}
+    assert load_prompts(DataConfig(prompts="a.jsonl"), base_dir=tmp_path).prompts == ("Hi",)
+    txt = load_prompts(DataConfig(prompts="c.txt"), base_dir=tmp_path)
+    assert txt.prompts == ("first line",)
+
+
 def test_bad_prompt_files_say_what_and_where(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import multiprocessing
 import os
 import signal
 import sys
@@ -36,6 +37,7 @@ from core.rewards.user_code.loader import call_reward, format_failure, load_rewa
 # Indices into the shared array of two numbers (-1: unknown).
 SAMPLE, LINE = 0, 1
 WHERE_SIGNAL = getattr(signal, "SIGUSR1", None)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class TailBuffer(io.TextIOBase):
@@ -188,13 +190,39 @@ def _limit_memory(memory_limit_mb: int | None) -> bool:
 
 
 def _exit_with_parent(parent_pid: int) -> None:
-    """Exit when the trainer goes away, even while user code is busy (no orphans)."""
-    if os.name != "posix":
-        return
+    """Exit when the trainer goes away, even while user code is busy (no orphans).
+
+    On Linux the kernel kills this process when its parent dies (the parent-death signal),
+    which also ends a long C call such as ``sum(range(10**10))`` or a catastrophic regex,
+    that holds the GIL and never lets a thread run. (The signal follows the parent's
+    thread that started the worker: the sandbox starts a fresh worker when an idle one
+    has gone.) Everywhere, a thread waits on multiprocessing's handle on the parent (a
+    pipe that closes, a process handle on Windows) and ends this process when it goes:
+    that covers Python code and calls that release the GIL.
+    """
+    if _die_with_parent() and os.getppid() != parent_pid:
+        os._exit(0)  # the parent died before the signal was set: nobody would send it
+    parent = multiprocessing.parent_process()
 
     def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
+        if parent is not None:
+            parent.join()
+        else:  # not started by multiprocessing: poll
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
         os._exit(0)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _die_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; returns whether it will."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

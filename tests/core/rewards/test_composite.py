@@ -4,6 +4,7 @@ by component and sample, None for "does not apply", and build_reward from recipe
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,6 +62,32 @@ def test_composite_bad_value_names_component_and_sample(bad) -> None:
         reward(["p"] * 3, ["c"] * 3)
     assert repr(bad) in str(info.value)
     assert (info.value.component, info.value.sample_index) == ("odd", 2)
+
+
+@pytest.mark.parametrize(
+    ("weights", "scores", "named", "total"),
+    [
+        ((10.0,), (1e308,), "first", "inf"),  # the product overflows
+        ((1.0, 1.0), (1e308, 1e308), "second", "inf"),  # the sum does
+        ((1.0,), (1e39,), "first", "1e+39"),  # finite, but inf as a 32-bit float
+        ((1.0, 2.0), (3e38, 3e38), "second", "9e+38"),  # its largest part is named
+        ((1.0, -1.0), (1e308, 1e308), None, None),  # large parts, a usable total
+    ],
+)
+def test_a_total_training_cannot_hold_names_the_component(weights, scores, named, total) -> None:
+    names = ("first", "second")
+    reward = CompositeReward(
+        [RewardComponent(n, w, constant(s)) for n, w, s in zip(names, weights, scores)]
+    )
+    if named is None:
+        assert reward(["p"], ["c"]).total == [0.0]
+        return
+    with pytest.raises(
+        RewardError, match=re.escape(f"makes the total reward {total}, past")
+    ) as info:
+        reward(["p", "p"], ["c", "c"])
+    assert str(info.value).startswith(f"reward '{named}': weight")
+    assert (info.value.component, info.value.sample_index) == (named, 0)
 
 
 def test_none_means_the_reward_does_not_apply_to_that_sample(tmp_path: Path) -> None:

@@ -345,6 +345,52 @@ def test_the_worker_exits_when_the_trainer_is_killed(files: Path) -> None:
         trainer.stdout.close()
 
 
+STUCK_IN_C = """
+import re
+
+
+def reward(prompts, completions, **columns):
+    if completions[0] == "sum":
+        return [float(sum(range(10**11)))] * len(completions)  # one C call, GIL held
+    re.match(r"(a+)+$", "a" * 60 + "b")  # catastrophic backtracking, also one C call
+    return [0.0] * len(completions)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal")
+@pytest.mark.parametrize("completion", ["sum", "regex"])
+def test_a_worker_stuck_in_one_c_call_dies_with_the_trainer(
+    tmp_path: Path, completion: str
+) -> None:
+    """SIGKILL the trainer while the reward sits in a long C call (which a thread in the
+    worker cannot interrupt): within seconds no process it started is left, the worker
+    and multiprocessing's resource tracker included."""
+    import psutil
+
+    path = write(tmp_path, "stuck.py", STUCK_IN_C)
+    script = (
+        "from core.rewards import SandboxedReward\n"
+        f"r = SandboxedReward({str(path)!r}, time_limit_s=None)\n"
+        "r.start()\n"
+        "print(r.pid, flush=True)\n"
+        f"r(['p'], [{completion!r}])\n"
+    )
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        worker = int(trainer.stdout.readline())
+        _wait_until(lambda: psutil.Process(worker).cpu_times().user > 0.3, timeout_s=30)
+        started = psutil.Process(trainer.pid).children(recursive=True)
+        assert worker in [p.pid for p in started] and len(started) >= 2  # and the tracker
+        trainer.kill()
+        trainer.wait(30)
+        _wait_until(lambda: not any(alive(p.pid) for p in started), timeout_s=5)
+    finally:
+        trainer.kill()
+        trainer.stdout.close()
+
+
 def _wait_until(condition, timeout_s: float) -> None:
     import time
 
