@@ -9,6 +9,8 @@ after every update, so they are packed afresh for each rollout and dropped after
 
 from __future__ import annotations
 
+import functools
+import os
 from contextlib import contextmanager
 
 import torch
@@ -26,6 +28,39 @@ def available(device: torch.device) -> bool:
     )
 
 
+# Set (to anything) to treat this CPU as one whose oneDNN refuses bfloat16 weight packing
+# (AVX2-only CPUs do): the tests force the fallback with it.
+NO_BF16_PACKING = "RLSTUDIO_NO_BF16_PACKING"
+
+
+@functools.cache
+def _packs_bf16() -> bool:
+    """Whether oneDNN packs and multiplies bfloat16 weights on this CPU. It needs AVX-512
+    (BW, VL, DQ) or AVX-NE-CONVERT and raises a RuntimeError elsewhere (an AVX2-only AMD
+    EPYC, say): a tiny try answers for every CPU and build alike."""
+    try:
+        weight = torch.ops.mkldnn._reorder_linear_weight(torch.ones(16, 16).bfloat16(), 1)
+        torch.ops.mkldnn._linear_pointwise(
+            torch.ones(1, 16).bfloat16(), weight, None, "none", [], ""
+        )
+    except RuntimeError:
+        return False
+    return True
+
+
+def bf16_unpacked_reason(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why a bfloat16 run samples on plain (unpacked) weights here, or None."""
+    if dtype != torch.bfloat16 or not available(device):
+        return None
+    if os.environ.get(NO_BF16_PACKING) or not _packs_bf16():
+        return (
+            "this CPU lacks the instructions oneDNN needs for packed bfloat16 weights "
+            "(AVX-512 BW/VL/DQ or AVX-NE-CONVERT): sampling runs on plain bfloat16 weights, "
+            'slower; model.dtype = "float32" may be faster here'
+        )
+    return None
+
+
 def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
     linear = torch.ops.mkldnn._linear_pointwise
 
@@ -40,10 +75,15 @@ def packed_linears(lm: nn.Module, rows: int, dtype: torch.dtype):
     """Within the block, every float32 nn.Linear of `lm` runs in `dtype` (the run's compute
     dtype: float32, or bfloat16 as autocast would) on weights packed for oneDNN (`rows`: the
     batch, a hint for the layout). No grads flow; the weights must not change inside. Does
-    nothing where it does not apply (not CPU, no oneDNN, sharded, float16)."""
+    nothing where it does not apply (not CPU, no oneDNN, sharded, float16, bfloat16 on a
+    CPU that cannot pack it: `bf16_unpacked_reason`)."""
     device = next(lm.parameters()).device
     linears = [m for m in lm.modules() if type(m) is nn.Linear]
-    usable = dtype in (torch.float32, torch.bfloat16) and available(device)
+    usable = (
+        dtype in (torch.float32, torch.bfloat16)
+        and available(device)
+        and bf16_unpacked_reason(device, dtype) is None
+    )
     if not usable or sharding.active(lm) or not linears:
         yield
         return

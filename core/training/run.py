@@ -21,6 +21,7 @@ from core.data import PromptSampler, format_prompt, load_prompts
 from core.errors import TrainingDiverged
 from core.events import Checkpoint, Event, Log, Metrics, RunState, Status
 from core.lm.device import cpu_bf16_hint
+from core.lm.packed_linear import bf16_unpacked_reason
 from core.lm.policy import LoadedModels, load_models
 from core.parallel import distributed, sharding
 from core.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -181,9 +182,12 @@ class TrainingRun:
         where = f"{models.source} ({models.device.type}, {dtype})"
         message = f"Training {self.cfg.algorithm.name} on {where}"
         yield Status(RunState.RUNNING, message, self.step, self.total)
-        hint = cpu_bf16_hint(models.device, models.dtype)
-        if hint and self.rank == 0:
-            yield Log("info", hint)
+        for hint in (
+            cpu_bf16_hint(models.device, models.dtype),
+            bf16_unpacked_reason(models.device, models.dtype),
+        ):
+            if hint and self.rank == 0:
+                yield Log("info", hint)
         if self.step != 0:
             return
         if self.heldout_idx:

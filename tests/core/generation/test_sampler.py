@@ -162,7 +162,7 @@ def test_shared_prompt_scoring_equals_one_full_forward(tiny):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_packed_linears_give_the_dense_logits_and_put_the_model_back(tiny, dtype):
     from core.lm.device import autocast
-    from core.lm.packed_linear import available, packed_linears
+    from core.lm.packed_linear import available, bf16_unpacked_reason, packed_linears
 
     lm = tiny.policy.lm.eval()
     enc = encode(tiny, PROMPTS)
@@ -176,11 +176,34 @@ def test_packed_linears_give_the_dense_logits_and_put_the_model_back(tiny, dtype
     with packed_linears(lm, len(PROMPTS), dtype):
         patched = [m for m in lm.modules() if "forward" in m.__dict__]
         packed = logits()
-    assert bool(patched) == available(device)
+    assert bool(patched) == (available(device) and bf16_unpacked_reason(device, dtype) is None)
     assert not [m for m in lm.modules() if "forward" in m.__dict__]  # all put back
     assert torch.equal(logits(), dense)
     tolerance = 1e-4 if dtype == torch.float32 else 5e-2  # summation order; bf16 rounding
     assert (packed - dense).abs().max() <= tolerance * dense.abs().max()
+
+
+def test_bfloat16_on_a_cpu_that_cannot_pack_it_samples_unpacked_and_says_so(tiny, monkeypatch):
+    """An AVX2-only CPU refuses oneDNN's bf16 weight packing (a RuntimeError that used to end
+    the run): there, sampling keeps the plain weights, and the run's log says why. Forced
+    here, as this machine can pack."""
+    from core.events import Log
+    from core.lm.packed_linear import NO_BF16_PACKING, bf16_unpacked_reason, packed_linears
+    from core.training.loop import train
+    from tests.core.helpers import tiny_config
+
+    monkeypatch.setenv(NO_BF16_PACKING, "1")
+    cpu = torch.device("cpu")
+    assert "AVX-512" in bf16_unpacked_reason(cpu, torch.bfloat16)
+    assert bf16_unpacked_reason(cpu, torch.float32) is None  # float32 packs on any CPU
+    lm = tiny.policy.lm
+    with packed_linears(lm, 4, torch.bfloat16):
+        assert not [m for m in lm.modules() if "forward" in m.__dict__]
+    settings = {"model.device": "cpu", "model.dtype": "bfloat16", "training.steps": 1}
+    events = list(train(tiny_config({**settings, "training.checkpoint_every": 0})))
+    logs = [e.message for e in events if isinstance(e, Log)]
+    assert any("plain bfloat16 weights" in m for m in logs), logs
+    assert events[-1].state == "completed"
 
 
 def test_packed_linears_leave_a_model_on_another_device_or_dtype_alone(tiny):
