@@ -6,9 +6,11 @@ from core.store.records import (
     CheckpointInfo,
     LogEntry,
     MetricSeries,
+    RunBusy,
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreReadOnly,
 )
 from core.store.store import Store
 
@@ -16,11 +18,13 @@ __all__ = [
     "CheckpointInfo",
     "LogEntry",
     "MetricSeries",
+    "RunBusy",
     "RunInfo",
     "RunNotFound",
     "RunRecorder",
     "RunStatus",
     "Store",
+    "StoreReadOnly",
     "StoreUnavailable",
     "default_db_url",
 ]

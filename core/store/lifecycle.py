@@ -18,9 +18,11 @@ from typing import Any
 
 import psutil
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import __version__
+from core.store.engine import error_reason
 from core.store.records import (
     FINISHED,
     LIVE,
@@ -28,6 +30,7 @@ from core.store.records import (
     RunBusy,
     RunNotFound,
     RunStatus,
+    StoreReadOnly,
     dumps,
     utc_now,
 )
@@ -60,8 +63,13 @@ class StoreSessions:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with Session(self._engine) as session, session.begin():
-            yield session
+        try:
+            with Session(self._engine) as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            if "readonly" not in str(exc.orig) and "read-only" not in str(exc.orig):
+                raise
+            raise StoreReadOnly(self._shown_url, error_reason(exc)) from exc
 
     @contextmanager
     def _read(self) -> Iterator[Session]:

@@ -46,6 +46,18 @@ class RunNotFound(KeyError):
         return self.message
 
 
+class StoreReadOnly(RuntimeError):
+    """The database can be read but not written (file or folder permissions, a read-only
+    mount, `mode=ro`)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.message = (
+            f"the store at {url} is read-only ({reason}): it can be listed, not written; "
+            "check the permissions of the database file and its folder"
+        )
+        super().__init__(self.message)
+
+
 class RunBusy(RuntimeError):
     """The run is being trained by another live process (`claim_run` found it taken)."""
 

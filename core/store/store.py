@@ -39,6 +39,7 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreReadOnly,
     decode_metric,
     dumps,
     dumps_optional,
@@ -64,7 +65,11 @@ class Store(RunLifecycle):
         self.backup = upgrade(self._engine)
         # the SQLite file as opened: writers check it is still that file (file_problem)
         self._opened_file = file_identity(self._engine)
-        self.mark_interrupted()
+        self.read_only = False
+        try:
+            self.mark_interrupted()
+        except StoreReadOnly:  # it can still be listed; a write says why it cannot
+            self.read_only = True
 
     def file_problem(self) -> str | None:
         """None while the SQLite file this store opened is still at its path; else what

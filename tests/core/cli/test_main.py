@@ -124,6 +124,7 @@ def test_bad_toml_and_unknown_runs_exit_2(db, tmp_path, capsys):
     bad.write_text("[training]\nsteps = = 3\n")
     assert main(["--db", db, "train", str(bad)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+    Store(db).close()  # a database without that run (a missing one: test_integrity.py)
     assert main(["--db", db, "resume", "42"]) == 2
     assert "no run with id 42" in capsys.readouterr().err
     assert main(["--db", db, "export", "42", "--out", str(tmp_path / "x")]) == 2
