@@ -16,16 +16,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.2.0"
 
 if TYPE_CHECKING:
-    from core.config import RunConfig, load_config, validate, with_overrides
+    from core.config import RESUMABLE_SETTINGS, RunConfig, load_config, validate, with_overrides
     from core.control import Control, Stopped
     from core.errors import USER_ERRORS, RunStateError
     from core.events import Event, RunState
     from core.exports import export_metrics, export_run_model, export_samples
-    from core.runner import default_run_name, preflight, resume_run, start_run
+    from core.runner import (
+        default_run_name,
+        delete_run,
+        preflight,
+        restart_run,
+        resume_run,
+        start_run,
+    )
     from core.store import RunStatus, Store
     from core.training.loop import train
 
 _LAZY = {
+    "RESUMABLE_SETTINGS": "core.config",
     "RunConfig": "core.config",
     "load_config": "core.config",
     "validate": "core.config",
@@ -40,7 +48,9 @@ _LAZY = {
     "export_run_model": "core.exports",
     "export_samples": "core.exports",
     "default_run_name": "core.runner",
+    "delete_run": "core.runner",
     "preflight": "core.runner",
+    "restart_run": "core.runner",
     "resume_run": "core.runner",
     "start_run": "core.runner",
     "RunStatus": "core.store",
@@ -49,6 +59,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "RESUMABLE_SETTINGS",
     "USER_ERRORS",
     "Control",
     "Event",
@@ -60,11 +71,13 @@ __all__ = [
     "Store",
     "__version__",
     "default_run_name",
+    "delete_run",
     "export_metrics",
     "export_run_model",
     "export_samples",
     "load_config",
     "preflight",
+    "restart_run",
     "resume_run",
     "start_run",
     "train",

@@ -452,3 +452,39 @@ def check_setting(cls: type, name: str, value: Any, prefix: str = "") -> Any:
     calls on every edit to show an inline message. Raises ConfigError."""
     meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
     return _check_value(f"{prefix}.{name}" if prefix else name, value, _hints(cls)[name], meta)
+
+
+# The settings a run may change when it is resumed (the CLI's `resume --set`, the studio's
+# resume form): they change how it goes on, not what it is. Any other setting would make
+# the checkpoint and the run disagree; a fresh start takes those.
+RESUMABLE_SETTINGS: tuple[str, ...] = (
+    "training.learning_rate",
+    "algorithm.kl_coef",
+    "training.steps",
+    "generation.temperature",
+    "generation.max_new_tokens",
+    "training.eval_every",
+    "training.checkpoint_every",
+    "training.keep_checkpoints",
+)
+
+
+def resumed_with(
+    cfg: RunConfig, overrides: dict[str, Any]
+) -> tuple[RunConfig, list[tuple[str, Any, Any]]]:
+    """`cfg` with the changes a resume asks for, and those changes as (key, old, new).
+    Raises ConfigError naming any setting that cannot change mid-run."""
+    refused = [key for key in overrides if key not in RESUMABLE_SETTINGS]
+    if refused:
+        raise ConfigError(
+            f"{', '.join(refused)} cannot change when a run is resumed; these can: "
+            f"{', '.join(RESUMABLE_SETTINGS)} (a fresh start, --from-scratch, takes any setting)"
+        )
+    new = with_overrides(cfg, overrides)
+    changes = []
+    for key in overrides:
+        section, name = key.split(".")
+        old_value, new_value = (getattr(getattr(c, section), name) for c in (cfg, new))
+        if old_value != new_value:
+            changes.append((key, old_value, new_value))
+    return new, changes

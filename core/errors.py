@@ -7,7 +7,7 @@ from core.config import ConfigError
 from core.data import DataError
 from core.lm.device import ModelError
 from core.rewards import RewardConfigError, RewardError
-from core.store import RunNotFound
+from core.store import RunBusy, RunNotFound, StoreReadOnly
 from core.store.backup import MigrationError
 
 
@@ -27,6 +27,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ModelError,
     RewardConfigError,
     RewardError,
+    RunBusy,
     RunNotFound,
     RunStateError,
+    StoreReadOnly,
 )

@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable
+import shutil
+import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from core.config import RunConfig, from_dict, to_dict, validate
+from core.config import RunConfig, from_dict, resumed_with, to_dict, validate, with_overrides
 from core.control import Control
 from core.data import load_prompts
 from core.errors import RunStateError
@@ -33,7 +36,7 @@ from core.parallel import distributed
 from core.paths import data_dir
 from core.rewards import RewardError
 from core.store import RunRecorder, RunStatus, Store
-from core.training.loop import build_run_reward, train
+from core.training.loop import Resume, build_run_reward, train
 
 EventCallback = Callable[[Event], None]
 
@@ -83,6 +86,7 @@ def start_run(
     on_event: EventCallback | None = None,
     progress: Callable[[str], None] | None = None,
     on_run_id: Callable[[int], None] | None = None,
+    parent_run_id: int | None = None,
 ) -> int:
     """Create the run row and train to the end (or a stop). Returns the run id.
 
@@ -98,11 +102,16 @@ def start_run(
             model=cfg.model.name,
             seed=cfg.training.seed,
             total_steps=cfg.training.steps,
+            parent_run_id=parent_run_id,
         )
+        store.claim_run(run_id)
+        if parent_run_id is not None:
+            store.log(run_id, "info", f"a fresh start of run {parent_run_id}'s settings")
+            store.log(parent_run_id, "info", f"started over as run {run_id}")
         if on_run_id is not None:
             on_run_id(run_id)
     run_id = distributed.broadcast(run_id)
-    _drive(cfg, store, run_id, control, on_event, None, progress)
+    _drive(cfg, store, run_id, control, on_event, Resume(), progress)
     return run_id
 
 
@@ -117,28 +126,120 @@ def resume_run(
     run_id: int,
     *,
     steps: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
     control: Control | None = None,
     on_event: EventCallback | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> int:
-    """Carry a run on from its newest checkpoint on disk (or from the start if none).
+    """Carry a run on from its newest checkpoint on disk.
 
-    With several processes, rank 0 reads the run from its store and tells the others."""
-    cfg = resume_from = None
+    `overrides` ({"training.learning_rate": 1e-5}) may change the settings of
+    `core.config.RESUMABLE_SETTINGS` (others: ConfigError); the change is stored on the
+    run and written to its log. A run another process trains raises RunBusy; a run with
+    recorded steps and no checkpoint on disk raises RunStateError and keeps everything
+    (`restart_run` starts it over as a new run). With several processes, rank 0 reads the
+    run from its store and tells the others."""
+    cfg = resume = None
+    if distributed.is_main():
+        cfg, resume = _claim_for_resume(store, run_id, steps, overrides or {})
+    cfg, resume = distributed.broadcast((cfg, resume))
+    _drive(cfg, store, run_id, control, on_event, resume, progress)
+    return run_id
+
+
+def _claim_for_resume(
+    store: Store, run_id: int, steps: int | None, overrides: Mapping[str, Any]
+) -> tuple[RunConfig, Resume]:
+    """Claims the run (exactly one process gets it), checks it can go on, then readies
+    its store for the steps the checkpoint recomputes. A refusal leaves it as it was."""
+    overrides = dict(overrides)
+    if steps is not None:
+        overrides["training.steps"] = steps
+    cfg, changes = resumed_with(run_config(store, run_id), overrides)
+    claim = store.claim_run(run_id)
+    try:
+        _check_resumable(store, run_id)
+    except RunStateError:
+        store.unclaim_run(run_id, claim)  # as it was: nothing changed
+        raise
+    ckpt = store.newest_checkpoint_on_disk(run_id)
+    from_step = 0 if ckpt is None else ckpt.step
+    store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
+    if changes:
+        store.set_config(run_id, dict(to_dict(cfg), base_dir=cfg.base_dir), cfg.training.steps)
+        said = ", ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in changes)
+        store.log(run_id, "info", f"resumed with {said}")
+    recorded = {c.step: Path(c.path) for c in store.checkpoints(run_id)}
+    checkpoint = None if ckpt is None else Path(ckpt.path)
+    return cfg, Resume(checkpoint, recorded, frozenset(key for key, _o, _n in changes))
+
+
+def _check_resumable(store: Store, run_id: int) -> None:
+    """A run that has trained steps needs a checkpoint to go on from: starting it over in
+    place would delete them."""
+    info = store.run(run_id)
+    if info.last_step <= 0 or store.newest_checkpoint_on_disk(run_id) is not None:
+        return
+    raise RunStateError(
+        f"run {run_id} has no checkpoint on disk to resume from (looked in "
+        f"{checkpoint_root(store, run_id)}); its {info.last_step} recorded steps are kept. "
+        f"`rlstudio resume {run_id} --from-scratch` trains it again as a new run"
+    )
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def restart_run(
+    store: Store,
+    run_id: int,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    control: Control | None = None,
+    on_event: EventCallback | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_run_id: Callable[[int], None] | None = None,
+) -> int:
+    """Train run `run_id`'s settings again from the start, as a new run linked to it
+    (`parent_run_id`); the old run and all it recorded stay as they are. `overrides` may
+    change any setting. Returns the new run's id."""
+    cfg = new_name = None
     if distributed.is_main():
         cfg = run_config(store, run_id)
-        if steps is not None:
-            cfg = validate(
-                dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, steps=steps))
-            )
-            store.set_total_steps(run_id, steps)
-        from_step = 0
-        if (ckpt := store.newest_checkpoint_on_disk(run_id)) is not None:
-            resume_from, from_step = Path(ckpt.path), ckpt.step
-        store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
-    cfg, resume_from = distributed.broadcast((cfg, resume_from))
-    _drive(cfg, store, run_id, control, on_event, resume_from, progress)
-    return run_id
+        if overrides:
+            cfg = with_overrides(cfg, dict(overrides))
+        cfg = preflight(cfg, progress)
+        new_name = name or f"{store.run(run_id).name} (again)"
+    cfg, new_name = distributed.broadcast((cfg, new_name))
+    return start_run(
+        cfg,
+        store,
+        name=new_name,
+        control=control,
+        on_event=on_event,
+        progress=progress,
+        on_run_id=on_run_id,
+        parent_run_id=run_id,
+    )
+
+
+def delete_run(store: Store, run_id: int) -> list[Path]:
+    """Deletes a run: its rows (metrics, samples, checkpoints, logs) and its checkpoint
+    folders. Refuses (RunBusy) a run another process, or this one, is training. Returns
+    the folders removed. The studio's Delete calls this after its question."""
+    folders = {checkpoint_root(store, run_id)} | {
+        Path(c.path) for c in store.checkpoints(run_id) if Path(c.path).name.startswith("step_")
+    }
+    store.claim_run(run_id)  # no one trains it while it goes
+    store.delete_run(run_id)
+    removed = []
+    for folder in sorted(folders):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _drive(
@@ -147,25 +248,24 @@ def _drive(
     run_id: int,
     control: Control | None,
     on_event: EventCallback | None,
-    resume_from: Path | None,
+    resume: Resume,
     progress: Callable[[str], None] | None,
 ) -> None:
+    """Trains the run this process has claimed (rank 0) and records what it does."""
     main = distributed.is_main()
     checkpoint_dir = checkpoint_root(store, run_id) if main else None
     checkpoint_dir = distributed.broadcast(checkpoint_dir)
-    events = train(
-        cfg, control, checkpoint_dir=checkpoint_dir, resume_from=resume_from, progress=progress
-    )
+    events = train(cfg, control, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
     if not main:  # rank 0 alone writes to the store; the others train beside it
         for event in events:
             if on_event is not None:
                 on_event(event)
         return
-    store.claim_run(run_id)
     final = RunStatus.FAILED
     # Every write of the run goes through the recorder, in order: a server that is away for
     # a while (PostgreSQL restarting) delays them, and the run goes on.
     recorder = RunRecorder(store, run_id)
+    heartbeat = Heartbeat(store, run_id)
     try:
         for event in events:
             _record(recorder, event)
@@ -174,10 +274,12 @@ def _drive(
             if on_event is not None:
                 on_event(event)
     except KeyboardInterrupt as exc:  # the CLI's second signal names itself
+        heartbeat.close()
         how = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "Ctrl+C"
         _finish(recorder, RunStatus.STOPPED, f"interrupted ({how})")
         raise
     except RewardError as exc:
+        heartbeat.close()
         message = (
             f"{exc} (the run is kept up to its last finished step: fix the reward, then "
             f"`rlstudio resume {run_id}` carries it on)"
@@ -187,10 +289,36 @@ def _drive(
             message, component=exc.component, sample_index=exc.sample_index, lineno=exc.lineno
         ) from exc
     except BaseException as exc:
+        heartbeat.close()
         _finish(recorder, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
+    heartbeat.close()
     recorder.status(final)
     recorder.close()
+
+
+class Heartbeat:
+    """Keeps the claimed run's heartbeat fresh while a long step, a download or an
+    evaluation writes nothing (another host takes a run over only once it is stale)."""
+
+    def __init__(self, store: Store, run_id: int, every_s: float = 60.0) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(store, run_id, every_s), name=f"heartbeat-{run_id}"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _beat(self, store: Store, run_id: int, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                store.touch(run_id)
+            except Exception as failure:  # the recorder says what matters about the store
+                logging.getLogger(__name__).debug("heartbeat of run %s: %s", run_id, failure)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def _finish(recorder: RunRecorder, status: RunStatus, error: str) -> None:

@@ -22,8 +22,17 @@ from core.data import with_absolute_paths
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
 from core.store import LIVE, Store, error_reason, shown_url
-from studio.live import LiveRun, Progress, RunEnded, launch_problem, new_run, resumed_run
+from studio.live import (
+    LiveRun,
+    Progress,
+    RunEnded,
+    launch_problem,
+    new_run,
+    restarted_run,
+    resumed_run,
+)
 from studio.panels.dashboard import Dashboard, RunSeries
+from studio.panels.resume_dialog import AS_STORED, ResumeChoice
 from studio.panels.reward_editor import RewardEditor, preview_rows
 from studio.panels.runs_view import RunsView
 from studio.panels.samples_view import SamplesView
@@ -193,20 +202,24 @@ class MainWindow(QMainWindow):
         self._begin(new_run(self.setup.processes_wanted(), cfg, self.store, name, parent=self))
         return True
 
-    def resume(self, run_id: int) -> None:
+    def resume(self, run_id: int, choice: ResumeChoice = AS_STORED) -> None:
+        """Carry `run_id` on with `choice`'s settings, or start it over (as the user chose)."""
         if self.running:
             self._say("A run is already training; stop it first")
             return
         if str(self.store.run(run_id).status) in LIVE:
             self._say(f"Run {run_id} is training in another process; it cannot be resumed here")
             return
+        processes = self.setup.processes_wanted()
+        if choice.restart:
+            self._begin(restarted_run(processes, run_id, self.store, choice.overrides, self))
+            return
         ckpt = self.store.newest_checkpoint_on_disk(run_id)
         after = ckpt.step if ckpt else 0
         # the steps up to the checkpoint it resumes from; the live points follow them
         self.live = self._show_stored(run_id, up_to=after)
         self.shown_run_id = self.last_run_id = self.runs.live_run_id = run_id
-        processes = self.setup.processes_wanted()
-        self._begin(resumed_run(processes, run_id, self.store, after, parent=self))
+        self._begin(resumed_run(processes, run_id, self.store, after, self, choice.overrides))
 
     def _begin(self, run: LiveRun) -> None:
         self.live_run = run

@@ -53,6 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, help="new total number of steps")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a setting that may change mid-run, e.g. --set training.learning_rate=1e-5",
+    )
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train the run's settings again from step 0 as a new run (the old one is kept)",
+    )
+    p.add_argument("--name", help="with --from-scratch: the new run's name")
+
+    p = sub.add_parser("delete", help="delete a run, what it recorded and its checkpoints")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    p.add_argument("--yes", action="store_true", help="do it (without it: say what would go)")
 
     p = sub.add_parser("runs", help="list the runs in the store")
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
@@ -81,9 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with _quit_on_sigterm():
-            return _command(args)
+            code = _command(args)
+            sys.stdout.flush()  # a reader that went away (`| head`) shows here, not at exit
+            return code
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt as exc:  # also while starting up: one line, no traceback
         return _interrupted(args, exc)
+
+
+def _reader_gone() -> int:
+    """What we print has nowhere to go (`rlstudio runs --json | head`): that is the
+    reader's choice, not an error. Quiet, as `ls | head` is: the rest goes to /dev/null
+    so the interpreter's last flush does not complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 @contextlib.contextmanager
@@ -119,6 +150,7 @@ def _command(args) -> int:
             return {
                 "train": _train,
                 "resume": _resume,
+                "delete": _delete,
                 "runs": _runs,
                 "eval": _eval,
                 "rate": _rate,
@@ -127,6 +159,8 @@ def _command(args) -> int:
     except (*USER_ERRORS, StoreUnavailable) as exc:
         print(f"{_who()}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        raise  # main() says nothing of it
     except Exception as exc:  # a crash: the run is already marked failed with this message
         traceback.print_exc()
         print(f"{_who()}: run failed: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
@@ -185,7 +219,7 @@ def _store(args):
 
     if not is_main():
         return None
-    url = getattr(args, "db_sub", None) or args.db
+    url = _db_url(getattr(args, "db_sub", None) or args.db, creates=args.command == "train")
     try:
         store = Store(url)
     except (DBAPIError, NoSuchModuleError, ModuleNotFoundError) as exc:
@@ -201,6 +235,35 @@ def _store(args):
             file=sys.stderr,
         )
     return store
+
+
+def _db_url(given: str | None, *, creates: bool) -> str | None:
+    """--db as a URL: a plain path is a SQLite file. Only `train` makes a new database;
+    the other commands refuse a file that is not there (a mistyped path) with one line."""
+    from core.store import StoreUnavailable
+
+    if not given:
+        return None
+    typed = given
+    if "://" not in given:
+        given = f"sqlite:///{Path(given).expanduser().resolve().as_posix()}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(given)
+    except ArgumentError:
+        raise StoreUnavailable(
+            f"--db {given!r} is neither a database URL (sqlite:///path/runs.db, "
+            "postgresql://user@host/db) nor a file path"
+        ) from None
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    plain_file = path not in (None, "", ":memory:") and not path.startswith("file:")
+    if plain_file and not creates and not Path(path).is_file():
+        raise StoreUnavailable(
+            f"no database at {path}: check --db (`rlstudio train --db {typed}` makes a new one)"
+        )
+    return given
 
 
 def _train(args) -> int:
@@ -264,28 +327,60 @@ class _Quiet:
 
 
 def _resume(args) -> int:
+    from core.config import parse_override
     from core.parallel.distributed import broadcast
-    from core.runner import resume_run
-    from core.store import RunStatus
+    from core.runner import restart_run, resume_run
 
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.steps is not None:
+        overrides["training.steps"] = args.steps
     store = _store(args)
     info = store.run(args.run_id) if store is not None else None
-    if info is not None and info.status == RunStatus.RUNNING:
-        print(f"rlstudio: error: run {args.run_id} is still running", file=sys.stderr)
-        return EXIT_BAD_INPUT
     total = broadcast(info.total_steps if info is not None else None)
-    with _progress(args.steps or total) as bar, _stop_on_signals() as control:
-        resume_run(
-            store,
-            args.run_id,
-            steps=args.steps,
-            control=control,
-            on_event=bar.on_event,
-            progress=bar.say,
-        )
+    steps = overrides.get("training.steps", total)
+    with _progress(steps) as bar, _stop_on_signals() as control:
+        if args.from_scratch:
+            run_id = restart_run(
+                store,
+                args.run_id,
+                overrides=overrides,
+                name=args.name,
+                control=control,
+                on_event=bar.on_event,
+                progress=bar.say,
+                on_run_id=lambda run_id: _started(args, run_id),
+            )
+        else:
+            run_id = resume_run(
+                store,
+                args.run_id,
+                overrides=overrides,
+                control=control,
+                on_event=bar.on_event,
+                progress=bar.say,
+            )
     if store is not None:
-        info = store.run(args.run_id)
-        print(f"run {args.run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
+        info = store.run(run_id)
+        print(f"run {run_id} {info.status}: {info.last_step} steps, stored in {store.url}")
+    return 0
+
+
+def _delete(args) -> int:
+    from core.runner import checkpoint_root, delete_run
+
+    store = _store(args)
+    info = store.run(args.run_id)
+    folder = checkpoint_root(store, args.run_id)
+    if not args.yes:
+        print(
+            f"rlstudio: run {info.id} ({info.name!r}, {max(info.last_step, 0)} steps) and its "
+            f"checkpoints in {folder} would be deleted; add --yes to delete them",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    removed = delete_run(store, args.run_id)
+    where = ", ".join(str(p) for p in removed) or "none on disk"
+    print(f"deleted run {info.id} ({info.name!r}) and its checkpoints ({where})")
     return 0
 
 

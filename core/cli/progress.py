@@ -27,21 +27,30 @@ class ConsoleProgress:
             console=self.console,
         )
         self.task = self.progress.add_task(RunState.LOADING.value, total=total_steps, stats="")
+        self._started = False
 
     def __enter__(self) -> ConsoleProgress:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self._started:
+            self.progress.stop()
+
+    def _start(self) -> None:
+        """The line appears with the run's first word: a refused resume shows none."""
+        if not self._started:
+            self._started = True
+            self.progress.start()
 
     def say(self, message: str) -> None:
+        self._start()
         if message.endswith("%"):  # a conversion's percentage: the live line, not a new line
             self.progress.update(self.task, description=message)
             return
         self.console.print(message)
 
     def on_event(self, event: Event) -> None:
+        self._start()
         if isinstance(event, Metrics):
             v = event.values
             if "time/update_s" not in v:  # an evaluation: one line of its own

@@ -8,9 +8,11 @@ from core.store.records import (
     CheckpointInfo,
     LogEntry,
     MetricSeries,
+    RunBusy,
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreReadOnly,
 )
 from core.store.store import Store
 
@@ -20,11 +22,13 @@ __all__ = [
     "LogEntry",
     "MetricSeries",
     "MigrationError",
+    "RunBusy",
     "RunInfo",
     "RunNotFound",
     "RunRecorder",
     "RunStatus",
     "Store",
+    "StoreReadOnly",
     "StoreUnavailable",
     "default_db_url",
     "error_reason",

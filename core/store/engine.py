@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,28 @@ def read_only_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{_READ_OPTION: True})
 
 
+def file_identity(engine: Engine) -> tuple[int, int] | None:
+    """(device, inode) of a SQLite engine's file, None for a server or a file not there."""
+    path = sqlite_file(engine)
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if info is None else (info.st_dev, info.st_ino)
+
+
+def file_problem(engine: Engine, opened: tuple[int, int] | None) -> str | None:
+    """What became of the SQLite file that was `opened` (its identity then): "deleted" or
+    "replaced by another file"; None while it is still there (and for a server)."""
+    path = sqlite_file(engine)
+    if path is None or opened is None:
+        return None
+    now = file_identity(engine)
+    if now is None:
+        return "deleted"
+    return None if now == opened else "replaced by another file"
+
+
 def shown_url(url: str) -> str:
     """`url` with any password hidden, for messages."""
     return make_url(url).render_as_string(hide_password=True)
@@ -88,10 +112,30 @@ def upgrade(engine: Engine) -> Path | None:
         )
     path = sqlite_file(engine)
     backup = backup_sqlite(path, current) if current is not None and path is not None else None
-    with engine.begin() as connection:
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        if engine.dialect.name == "sqlite":  # the rebuilt tables still point at what exists
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise MigrationError(f"the upgrade left {len(broken)} rows without their run")
     return backup
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite's foreign keys off for a migration that rebuilds a table others point at
+    (dropping the old `runs` would otherwise cascade to every metric). The pragma only
+    works outside a transaction, so it is set on the driver's connection before BEGIN."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -83,6 +83,11 @@ class RunRecorder:
     file (JSON lines) that is replayed first once the server is back. `close()` waits up to
     `close_timeout_s` for the server, then raises `StoreUnavailable` naming the spill file.
     Any other error (a deleted run, a bad value) is raised at once, and stays queued.
+
+    A SQLite file deleted or replaced under the run (`Store.file_problem`, checked before
+    every write) counts as a store that went away: nothing more is written into a file no
+    one can open, and `close()` raises `StoreUnavailable` at once (there is nothing to wait
+    for), the rows kept in the spill file and the run never stored as finished.
     """
 
     def __init__(
@@ -122,6 +127,7 @@ class RunRecorder:
         self._offline_since: float | None = None
         self._next_try = 0.0
         self._wait = retry_interval_s
+        self._file_gone: str | None = None  # what became of a SQLite file (Store.file_problem)
         self.outages = 0  # how many times the server went away during this run
 
     @property
@@ -194,6 +200,12 @@ class RunRecorder:
                 if not self._backlog and not self._spilled_ops:
                     return
                 left = deadline - time.monotonic()
+                if self._file_gone is not None:  # no file to wait for
+                    self._spill()
+                    raise StoreUnavailable(
+                        f"{self._gone_message()}: the run is not stored as finished; its last "
+                        f"{self._spilled_rows} rows are kept in {self.spill_path}"
+                    )
                 if left <= 0:
                     self._spill()
                     raise StoreUnavailable(
@@ -251,6 +263,13 @@ class RunRecorder:
         if self.offline and time.monotonic() < self._next_try:
             self._maybe_spill()
             return
+        # A SQLite file deleted (or replaced) under a running trainer would take every
+        # write into a file no one can open: such a store has gone away like a server.
+        self._file_gone = self.store.file_problem()
+        if self._file_gone is not None:
+            self._went_offline(None)
+            self._maybe_spill()
+            return
         try:
             if self._spilled_ops:
                 self._replay_spill()
@@ -266,22 +285,35 @@ class RunRecorder:
         if self.offline:
             self._back_online()
 
-    def _went_offline(self, error: BaseException) -> None:
+    def _went_offline(self, error: BaseException | None) -> None:
         now = time.monotonic()
         if self._offline_since is None:
             self._offline_since = now
             self._wait = self.retry_interval_s
             self.outages += 1
-            reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
-            log.warning(
-                "the store at %s is unreachable (%s); training goes on and its rows are "
-                "kept until it is back",
-                shown_url(self.store.url),
-                reason,
-            )
+            if error is None:
+                log.warning(
+                    "%s; training goes on and its rows are kept in memory, written if the "
+                    "file comes back",
+                    self._gone_message(),
+                )
+            else:
+                reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+                log.warning(
+                    "the store at %s is unreachable (%s); training goes on and its rows are "
+                    "kept until it is back",
+                    shown_url(self.store.url),
+                    reason,
+                )
         else:
             self._wait = min(self._wait * 2, self.max_retry_interval_s)
         self._next_try = now + self._wait
+
+    def _gone_message(self) -> str:
+        return (
+            f"the database file {shown_url(self.store.url).removeprefix('sqlite:///')} was "
+            f"{self._file_gone} while run {self.run_id} was training"
+        )
 
     def _back_online(self) -> None:
         away = time.monotonic() - (self._offline_since or time.monotonic())

@@ -46,6 +46,40 @@ class RunNotFound(KeyError):
         return self.message
 
 
+class StoreReadOnly(RuntimeError):
+    """The database can be read but not written (file or folder permissions, a read-only
+    mount, `mode=ro`)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.message = (
+            f"the store at {url} is read-only ({reason}): it can be listed, not written; "
+            "check the permissions of the database file and its folder"
+        )
+        super().__init__(self.message)
+
+
+class RunBusy(RuntimeError):
+    """The run is being trained by another live process (`claim_run` found it taken)."""
+
+    def __init__(self, run_id: int, status: str, pid: int | None, hostname: str | None) -> None:
+        where = f"pid {pid} on {hostname}" if pid is not None else f"on {hostname or 'a host'}"
+        verb = "is paused in another process" if status == "paused" else "is running"
+        if status == "pending":
+            verb = "is starting"
+        self.run_id, self.pid, self.hostname = run_id, pid, hostname
+        self.message = f"run {run_id} {verb} ({where})"
+        super().__init__(self.message)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a run was before this process claimed it; `unclaim_run` puts it back."""
+
+    status: RunStatus
+    error: str | None
+    finished_at: datetime | None
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A run as the run list shows it."""
@@ -64,6 +98,7 @@ class RunInfo:
     error: str | None
     last_reward: float | None
     app_version: str | None = None  # the RL Studio that made it; None before 0.2.0
+    parent_run_id: int | None = None  # the run this one starts over (a fresh start)
 
 
 @dataclass(frozen=True, eq=False)

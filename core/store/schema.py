@@ -54,6 +54,9 @@ class Run(Base):
     """One training run: what was asked for and where it stands."""
 
     __tablename__ = "runs"
+    # SQLite: AUTOINCREMENT, so the id of a deleted run is never handed out again (its
+    # checkpoint folder, and anything else named after it, belongs to that run alone)
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -72,6 +75,9 @@ class Run(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     hostname: Mapped[str | None] = mapped_column(String(255))
     app_version: Mapped[str | None] = mapped_column(String(32))  # None: made before 0.2.0
+    # the run this one starts over (`rlstudio resume N --from-scratch`); no foreign key, so
+    # deleting the old run leaves the number as a note
+    parent_run_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Metric(Base):

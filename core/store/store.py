@@ -10,26 +10,27 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import socket
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
-import psutil
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from core import __version__
 from core.events import Sample as SampleEvent
-from core.store.engine import default_db_url, open_engine, read_only_engine, shown_url, upgrade
+from core.store.engine import (
+    default_db_url,
+    file_identity,
+    file_problem,
+    open_engine,
+    read_only_engine,
+    shown_url,
+    upgrade,
+)
+from core.store.lifecycle import RunLifecycle
 from core.store.records import (
-    FINISHED,
-    LIVE,
     CheckpointInfo,
     LogEntry,
     LogRow,
@@ -38,6 +39,7 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreReadOnly,
     decode_metric,
     dumps,
     dumps_optional,
@@ -49,14 +51,9 @@ from core.store.records import (
 from core.store.schema import Checkpoint, LogLine, Metric, Run, Sample
 
 REWARD_KEY = "reward/mean"
-STALE_HEARTBEAT = timedelta(minutes=10)
 
 
-def _pid_alive(pid: int | None) -> bool:
-    return pid is not None and psutil.pid_exists(pid)
-
-
-class Store:
+class Store(RunLifecycle):
     """Opens (and migrates) the database; writes runs and answers queries about them."""
 
     def __init__(self, url: str | None = None) -> None:
@@ -66,7 +63,18 @@ class Store:
         self._shown_url = shown_url(self.url)
         # set when this open migrated a SQLite file: the copy of it as it was
         self.backup = upgrade(self._engine)
-        self.mark_interrupted()
+        # the SQLite file as opened: writers check it is still that file (file_problem)
+        self._opened_file = file_identity(self._engine)
+        self.read_only = False
+        try:
+            self.mark_interrupted()
+        except StoreReadOnly:  # it can still be listed; a write says why it cannot
+            self.read_only = True
+
+    def file_problem(self) -> str | None:
+        """None while the SQLite file this store opened is still at its path; else what
+        became of it ("deleted", "replaced by another file"). None for a server."""
+        return file_problem(self._engine, self._opened_file)
 
     @property
     def engine(self) -> Engine:
@@ -86,142 +94,6 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with Session(self._engine) as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self._reader) as session:
-            yield session
-
-    def _run_row(self, session: Session, run_id: int) -> Run:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise RunNotFound(run_id, self._shown_url)
-        return run
-
-    def _require_run(self, session: Session, run_id: int) -> None:
-        if session.scalar(select(Run.id).where(Run.id == run_id)) is None:
-            raise RunNotFound(run_id, self._shown_url)
-
-    # -- runs ---------------------------------------------------------------------------
-
-    def create_run(
-        self,
-        *,
-        name: str,
-        config: dict[str, Any],
-        algorithm: str,
-        model: str,
-        seed: int,
-        total_steps: int,
-    ) -> int:
-        """A new pending run owned by this process; returns its id."""
-        run = Run(
-            name=name,
-            status=RunStatus.PENDING.value,
-            algorithm=algorithm,
-            model=model,
-            seed=seed,
-            config_json=dumps(config),
-            total_steps=total_steps,
-            last_step=-1,
-            created_at=utc_now(),
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
-            app_version=__version__,
-        )
-        with self._write() as session:
-            session.add(run)
-            session.flush()
-            return run.id
-
-    def set_status(self, run_id: int, status: RunStatus | str, error: str | None = None) -> None:
-        """Moves a run to `status`, stamping started/finished times the first time they apply."""
-        status = RunStatus(status)
-        now = utc_now()
-        with self._write() as session:
-            run = self._run_row(session, run_id)
-            run.status = status.value
-            run.heartbeat_at = now
-            if status is RunStatus.RUNNING and run.started_at is None:
-                run.started_at = now
-            if status in FINISHED:
-                run.finished_at = now
-            if error is not None:
-                run.error = error
-
-    def claim_run(self, run_id: int) -> None:
-        """This process takes over a run (resume): it becomes running and unfinished again."""
-        now = utc_now()
-        with self._write() as session:
-            run = self._run_row(session, run_id)
-            run.pid = os.getpid()
-            run.hostname = socket.gethostname()
-            run.status = RunStatus.RUNNING.value
-            run.finished_at = None
-            run.error = None
-            run.heartbeat_at = now
-            if run.started_at is None:
-                run.started_at = now
-
-    def heartbeat(self, run_id: int, last_step: int) -> None:
-        with self._write() as session:
-            self._heartbeat(session, run_id, last_step)
-
-    def _heartbeat(self, session: Session, run_id: int, last_step: int | None) -> None:
-        run = self._run_row(session, run_id)
-        run.heartbeat_at = utc_now()
-        if last_step is not None:
-            run.last_step = last_step
-
-    def set_total_steps(self, run_id: int, n: int) -> None:
-        with self._write() as session:
-            self._run_row(session, run_id).total_steps = n
-
-    def rename_run(self, run_id: int, name: str) -> None:
-        with self._write() as session:
-            self._run_row(session, run_id).name = name
-
-    def delete_run(self, run_id: int) -> None:
-        """Deletes the run; the database cascades to its metrics, samples, checkpoints, logs."""
-        with self._write() as session:
-            self._require_run(session, run_id)
-            session.execute(delete(Run).where(Run.id == run_id))
-
-    def mark_interrupted(self) -> list[int]:
-        """Runs left 'running'/'paused' by a process that is gone become 'interrupted'.
-
-        On this host a run's process is checked by pid; a run from another host (a shared
-        database) only counts as gone once its heartbeat is older than ten minutes.
-        """
-        now = utc_now()
-        this_host = socket.gethostname()
-        with self._write() as session:
-            candidates = session.execute(
-                select(Run.id, Run.pid, Run.hostname, Run.heartbeat_at, Run.created_at).where(
-                    Run.status.in_(LIVE)
-                )
-            ).all()
-            gone = [
-                row.id
-                for row in candidates
-                if (
-                    not _pid_alive(row.pid)
-                    if row.hostname == this_host
-                    else (row.heartbeat_at or row.created_at) < now - STALE_HEARTBEAT
-                )
-            ]
-            if gone:
-                session.execute(
-                    update(Run)
-                    .where(Run.id.in_(gone))
-                    .values(status=RunStatus.INTERRUPTED.value, finished_at=now)
-                )
-        return gone
 
     # -- what a run records -------------------------------------------------------------
 
@@ -383,6 +255,7 @@ class Store:
                 error=run.error,
                 last_reward=None if metric_id is None else decode_metric(value, special),
                 app_version=run.app_version,
+                parent_run_id=run.parent_run_id,
             )
             for run, value, special, metric_id in session.execute(query)
         ]

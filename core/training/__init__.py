@@ -4,6 +4,6 @@ held-out evaluation, the optimiser and the memory guard."""
 
 from core.training.loop import train
 from core.training.reward_pause import build_run_reward
-from core.training.run import TrainingRun, seed_everything
+from core.training.run import Resume, TrainingRun, seed_everything
 
-__all__ = ["TrainingRun", "build_run_reward", "seed_everything", "train"]
+__all__ = ["Resume", "TrainingRun", "build_run_reward", "seed_everything", "train"]

@@ -4,7 +4,9 @@ A checkpoint is a folder `step_N/` holding `model/` (a plain transformers folder
 the LoRA adapter) and `trainer_state.pt` (value head, an algorithm's own heads,
 optimizer, scheduler, RNG states, step, algorithm state). It is written under a
 temporary name and renamed, so a crash mid-write never leaves a half checkpoint that
-looks whole.
+looks whole; the next start of the run removes such a leftover (`remove_partial`).
+Pruning only ever deletes checkpoints the run itself saved or recorded, never a folder
+merely found in its directory.
 """
 
 from __future__ import annotations
@@ -50,10 +52,9 @@ def save_checkpoint(
     policy: Policy,
     tokenizer,
     trainer_state: dict,
-    keep: int = 2,
     weights: dict | None = None,
 ) -> Path:
-    """Write step_N atomically and drop all but the `keep` newest checkpoints.
+    """Write step_N atomically (see `prune` for dropping older ones).
 
     `weights`: the LM's whole state dict when the live model is sharded (FSDP)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -76,17 +77,28 @@ def save_checkpoint(
         raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints under root, oldest first."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("step_*") if (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+def prune(owned: dict[int, Path], keep: int) -> dict[int, Path]:
+    """Deletes all but the `keep` newest of `owned` ({step: folder}: the checkpoints this
+    run saved or recorded) and returns those kept. Nothing else is touched."""
+    steps = sorted(owned)
+    for step in steps[:-keep] if keep > 0 else steps:
+        shutil.rmtree(owned[step], ignore_errors=True)
+    return {step: owned[step] for step in steps[-keep:]} if keep > 0 else {}
+
+
+def remove_partial(root: Path) -> list[tuple[str, int]]:
+    """Removes the `.step_N.tmpPID` folders a save cut short (a SIGKILL, a power cut) left
+    in a run's folder; returns (name, bytes) of each. Call it only while holding the run
+    (no other process can be saving into `root`)."""
+    removed = []
+    for tmp in sorted(root.glob(".step_*.tmp*")) if root.is_dir() else []:
+        size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append((tmp.name, size))
+    return removed
 
 
 def load_checkpoint(path: Path, policy: Policy) -> dict:

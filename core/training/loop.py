@@ -16,9 +16,9 @@ from core.errors import TrainingDiverged
 from core.events import Event, RunState, Status
 from core.rewards import RewardError
 from core.training.reward_pause import build_run_reward
-from core.training.run import RANK_SEED_STRIDE, TrainingRun, seed_everything
+from core.training.run import RANK_SEED_STRIDE, Resume, TrainingRun, seed_everything
 
-__all__ = ["RANK_SEED_STRIDE", "build_run_reward", "seed_everything", "train"]
+__all__ = ["RANK_SEED_STRIDE", "Resume", "build_run_reward", "seed_everything", "train"]
 
 
 def train(
@@ -28,6 +28,7 @@ def train(
     checkpoint_dir: Path | None = None,
     resume_from: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    resume: Resume | None = None,
 ) -> Iterator[Event]:
     """Run RL fine-tuning and yield Status, Metrics, Samples, Checkpoint and Log events.
 
@@ -35,7 +36,8 @@ def train(
     finished step (when `checkpoint_dir` is given) so the run can be resumed.
     """
     control = control or Control()
-    run = yield from TrainingRun.open(config, control, checkpoint_dir, resume_from, progress)
+    resume = resume or Resume(checkpoint=resume_from)
+    run = yield from TrainingRun.open(config, control, checkpoint_dir, resume, progress)
     if run is None:  # stopped while loading
         return
     run.start_reward()  # last: it needs `close`, which `finally` makes sure of

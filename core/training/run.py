@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,14 @@ from core.lm.device import cpu_bf16_hint
 from core.lm.packed_linear import bf16_unpacked_reason
 from core.lm.policy import LoadedModels, load_models
 from core.parallel import distributed, sharding
-from core.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from core.training.checkpoint import (
+    load_checkpoint,
+    prune,
+    remove_partial,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from core.training.evaluation import evaluate, heldout_split
 from core.training.memory import hold_freed_memory
 from core.training.optimizer import make_optimizer
@@ -40,11 +48,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class Resume:
+    """How a run carries on: its checkpoint, the checkpoints it recorded before ({step:
+    folder}: the only ones pruning may delete besides its own new ones), and the settings
+    changed since that checkpoint (`core.config.RESUMABLE_SETTINGS`)."""
+
+    checkpoint: Path | None = None
+    recorded: Mapping[int, Path] = field(default_factory=dict)
+    changed: frozenset[str] = frozenset()
+
+
 class TrainingRun:
     """Everything one run needs between its steps; built by `open`."""
 
-    def __init__(self, cfg: RunConfig, control: Control, checkpoint_dir: Path | None) -> None:
+    def __init__(
+        self, cfg: RunConfig, control: Control, checkpoint_dir: Path | None, resume: Resume
+    ) -> None:
         self.cfg, self.control, self.checkpoint_dir = cfg, control, checkpoint_dir
+        self.resume = resume
+        self.owned = dict(resume.recorded)  # checkpoints pruning may delete, by step
         self.total = cfg.training.steps
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.fsdp = sharding.requested()
@@ -67,13 +90,15 @@ class TrainingRun:
         config: RunConfig,
         control: Control,
         checkpoint_dir: Path | None,
-        resume_from: Path | None,
+        resume: Resume,
         progress: Callable[[str], None] | None,
     ) -> Generator[Event, None, TrainingRun | None]:
         """Check, load and restore; None when stopped while loading. Starts nothing that
         needs `close` (the reward starts in `start_reward`)."""
-        run = cls(validate(config), control, checkpoint_dir)
+        run = cls(validate(config), control, checkpoint_dir, resume)
         run._check_world()
+        yield from run._remove_partial_saves()
+        resume_from = resume.checkpoint
         yield Status(RunState.LOADING, f"Loading {run.cfg.model.name}", 0, run.total)
         seed_everything(run.cfg.training.seed)
         run.prompt_set = load_prompts(run.cfg.data, run.cfg.base_dir)
@@ -94,6 +119,16 @@ class TrainingRun:
             yield Log("info", f"resumed from {resume_from} at step {run.step}")
         run.started = time.perf_counter() - time_offset
         return run
+
+    def _remove_partial_saves(self) -> Iterator[Event]:
+        if self.checkpoint_dir is None or self.rank != 0:
+            return
+        for name, size in remove_partial(self.checkpoint_dir):
+            yield Log(
+                "warning",
+                f"removed {name} ({size / 1e6:.0f} MB): a checkpoint whose save was cut "
+                "short when the run was last killed",
+            )
 
     def _check_world(self) -> None:
         batch = self.cfg.training.batch_size
@@ -159,13 +194,29 @@ class TrainingRun:
             sharding.load_optimizer_state(self.models.policy, self.optimizer, state["optimizer"])
         else:
             self.optimizer.load_state_dict(state["optimizer"])
+        fresh_lrs = list(self.scheduler.base_lrs)  # this config's, before the checkpoint's
         self.scheduler.load_state_dict(state["scheduler"])
         self.algo.load_state_dict(state["algorithm"])
+        self._apply_changed_settings(fresh_lrs)
         _restore_rng(state, self.rank, self.world, self.cfg.training.seed)
         if "reward_moments" in state:
             self.reward_moments.load_state_dict(state["reward_moments"])
         self.step = self.last_saved = state["step"]
         return state.get("wall_time", 0.0)
+
+    def _apply_changed_settings(self, fresh_lrs: list[float]) -> None:
+        """What a resume changed wins over what the checkpoint restored: the learning rate
+        (the schedule goes on from its step at the new rate) and the KL coefficient."""
+        changed = self.resume.changed
+        if "training.learning_rate" in changed and hasattr(self.scheduler, "lr_lambdas"):
+            self.scheduler.base_lrs = fresh_lrs
+            step = self.scheduler.last_epoch
+            lrs = [b * f(step) for b, f in zip(fresh_lrs, self.scheduler.lr_lambdas)]
+            for group, base, lr in zip(self.optimizer.param_groups, fresh_lrs, lrs):
+                group["initial_lr"], group["lr"] = base, lr
+            self.scheduler._last_lr = lrs
+        if "algorithm.kl_coef" in changed:
+            self.algo.kl_ctl.value = float(self.cfg.algorithm.kl_coef)
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -302,14 +353,10 @@ class TrainingRun:
         if rngs is not None:
             state["rng_ranks"] = rngs
         path = save_checkpoint(
-            self.checkpoint_dir,
-            self.step,
-            models.policy,
-            models.tokenizer,
-            state,
-            keep=self.cfg.training.keep_checkpoints,
-            weights=weights,
+            self.checkpoint_dir, self.step, models.policy, models.tokenizer, state, weights=weights
         )
+        self.owned[self.step] = path
+        self.owned = prune(self.owned, self.cfg.training.keep_checkpoints)
         self.last_saved = self.step
         yield Checkpoint(self.step, str(path))
 

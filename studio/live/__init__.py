@@ -28,6 +28,7 @@ __all__ = [
     "RunEnded",
     "launch_problem",
     "new_run",
+    "restarted_run",
     "resumed_run",
 ]
 
@@ -40,12 +41,23 @@ def new_run(processes: int, cfg: RunConfig, store: Store, name: str, parent: QOb
 
 
 def resumed_run(
-    processes: int, run_id: int, store: Store, after_step: int, parent: QObject
+    processes: int, run_id: int, store: Store, after_step: int, parent: QObject, overrides=None
 ) -> LiveRun:
-    """The stored run `run_id` carried on from its newest checkpoint (`after_step`)."""
+    """The stored run `run_id` carried on from its newest checkpoint (`after_step`), with
+    the changed settings `overrides` ({"training.learning_rate": 1e-5})."""
+    overrides = overrides or {}
     if processes > 1:
-        return ProcessesRun.carry_on(processes, run_id, store, after_step, parent=parent)
-    return InWindowRun(store, resume_id=run_id, parent=parent)
+        return ProcessesRun.carry_on(processes, run_id, store, after_step, overrides, parent)
+    return InWindowRun(store, resume_id=run_id, overrides=overrides, parent=parent)
+
+
+def restarted_run(
+    processes: int, run_id: int, store: Store, overrides: dict, parent: QObject
+) -> LiveRun:
+    """Run `run_id`'s settings trained again from the start, as a new run linked to it."""
+    if processes > 1:
+        return ProcessesRun.start_over(processes, run_id, store, overrides, parent)
+    return InWindowRun(store, restart_of=run_id, overrides=overrides, parent=parent)
 
 
 def launch_problem(processes: int, cfg: RunConfig) -> str:

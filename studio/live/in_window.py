@@ -13,7 +13,17 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject
 
-from core import USER_ERRORS, Control, RunConfig, Stopped, Store, preflight, resume_run, start_run
+from core import (
+    USER_ERRORS,
+    Control,
+    RunConfig,
+    Stopped,
+    Store,
+    preflight,
+    restart_run,
+    resume_run,
+    start_run,
+)
 from core.events import RunState, Status
 from studio.live.base import TERMINAL, LiveRun, Progress, RunCreated, RunEnded
 from studio.tasks import Task, run_in_background
@@ -34,10 +44,14 @@ class InWindowRun(LiveRun):
         *,
         name: str = "",
         resume_id: int | None = None,
+        restart_of: int | None = None,
+        overrides: dict | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(store, resume_id, parent)
         self.cfg, self.name = cfg, name
+        # a resume's changed settings; or the stored run a fresh run starts over (restart_of)
+        self.restart_of, self.overrides = restart_of, overrides or {}
         self.total_steps = cfg.training.steps if cfg is not None else 0
         self.control = Control(pause_on_reward_error=True)
         self._task: Task | None = None
@@ -105,29 +119,7 @@ class InWindowRun(LiveRun):
         store = None
         try:
             store = Store(self.store.url)  # a session of its own, for this thread
-            if self.resume_id is not None:
-                resume_run(
-                    store,
-                    self.resume_id,
-                    control=self.control,
-                    on_event=on_event,
-                    progress=progress,
-                )
-            else:
-                try:
-                    cfg = preflight(self.cfg, progress)
-                except Stopped:  # before any run row exists: nothing to store
-                    cfg = None
-                if cfg is not None:
-                    start_run(
-                        cfg,
-                        store,
-                        name=self.name,
-                        control=self.control,
-                        on_event=on_event,
-                        progress=progress,
-                        on_run_id=on_run_id,
-                    )
+            self._run_it(store, on_event, on_run_id, progress)
         except USER_ERRORS as exc:
             state, error, error_type = RunState.FAILED, _message(exc), type(exc).__name__
         except Exception as exc:  # the runner has stored the run as failed with this message
@@ -139,6 +131,22 @@ class InWindowRun(LiveRun):
         if state not in TERMINAL:
             state = RunState.STOPPED if self.control.stopped else state
         return RunEnded(run_id, state, error, error_type)
+
+    def _run_it(self, store: Store, on_event, on_run_id, progress) -> None:
+        """The engine's call for this run: a fresh start, a resume, or a restart."""
+        how = {"control": self.control, "on_event": on_event, "progress": progress}
+        if self.restart_of is not None:  # a new run linked to the old one
+            restart_run(
+                store, self.restart_of, overrides=self.overrides, on_run_id=on_run_id, **how
+            )
+        elif self.resume_id is not None:
+            resume_run(store, self.resume_id, overrides=self.overrides, **how)
+        else:
+            try:
+                cfg = preflight(self.cfg, progress)
+            except Stopped:  # before any run row exists: nothing to store
+                return
+            start_run(cfg, store, name=self.name, on_run_id=on_run_id, **how)
 
 
 def _message(exc: BaseException) -> str:

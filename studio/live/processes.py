@@ -100,10 +100,19 @@ class ProcessesRun(LiveRun):
         return cls(processes, args, store, parent=parent)
 
     @classmethod
-    def carry_on(cls, processes: int, run_id: int, store: Store, after_step: int, parent=None):
-        """The stored run `run_id`, resumed from its newest checkpoint (`after_step`)."""
-        args = ["resume", str(run_id), "--db", store.url]
+    def carry_on(
+        cls, processes: int, run_id: int, store: Store, after_step: int, overrides, parent=None
+    ):
+        """The stored run `run_id`, resumed from its newest checkpoint (`after_step`), with
+        the changed settings `overrides`."""
+        args = ["resume", str(run_id), "--db", store.url, *_set_args(overrides)]
         return cls(processes, args, store, resume_id=run_id, after_step=after_step, parent=parent)
+
+    @classmethod
+    def start_over(cls, processes: int, run_id: int, store: Store, overrides, parent=None):
+        """Run `run_id`'s settings trained again as a new run linked to it."""
+        args = ["resume", str(run_id), "--db", store.url, "--from-scratch"]
+        return cls(processes, [*args, *_set_args(overrides)], store, parent=parent)
 
     def start(self) -> None:
         self.started = True
@@ -176,3 +185,8 @@ class ProcessesRun(LiveRun):
                 state = RunState.COMPLETED if code == 0 else RunState.STOPPED
         ok = state in (RunState.COMPLETED, RunState.STOPPED)
         self._end(RunEnded(self.run_id, state, "" if ok else error or f"torchrun exited {code}"))
+
+
+def _set_args(overrides: dict) -> list[str]:
+    """`--set key=value` for each changed setting, as `rlstudio resume` takes them."""
+    return [a for key, value in overrides.items() for a in ("--set", f"{key}={value!r}")]

@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import export_metrics, export_run_model, export_samples
+from core import USER_ERRORS, delete_run, export_metrics, export_run_model, export_samples
 from core.store import RunInfo, Store, error_reason
+from studio.panels.resume_dialog import ask_how_to_resume
 from studio.tasks import Task, run_in_background
 
 COLUMNS = (
@@ -67,7 +68,7 @@ class _Item(QTableWidgetItem):
 class RunsView(QWidget):
     open_requested = Signal(int)
     compare_requested = Signal(list)
-    resume_requested = Signal(int)
+    resume_requested = Signal(int, object)  # the run, a ResumeChoice
     message = Signal(str)
     # False and the reason when the store stops answering, True when it answers again
     connection = Signal(bool, str)
@@ -244,9 +245,10 @@ class RunsView(QWidget):
         self.compare_requested.emit(ids)
 
     def _resume(self) -> None:
+        """Asks which settings change (or, with no checkpoint left, whether to start over)."""
         run_id = self._one()
-        if run_id is not None:
-            self.resume_requested.emit(run_id)
+        if run_id is not None and (choice := ask_how_to_resume(self.store, run_id, self)):
+            self.resume_requested.emit(run_id, choice)
 
     def _renamed(self, cell: QTableWidgetItem) -> None:
         if cell.column() != 1:
@@ -275,8 +277,13 @@ class RunsView(QWidget):
         )
         if answer != QMessageBox.Yes:
             return
-        for run_id in ids:
-            self.store.delete_run(run_id)
+        try:
+            for run_id in ids:
+                delete_run(self.store, run_id)  # with its checkpoint folders
+        except USER_ERRORS as exc:  # a run another process trains now
+            self.message.emit(str(exc))
+            self.refresh()
+            return
         self.message.emit(f"Deleted {len(ids)} run(s)")
         self.refresh()
 

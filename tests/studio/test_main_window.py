@@ -93,9 +93,9 @@ def test_invalid_setting_disables_start_and_says_why(window):
     set_field(window, "training.learning_rate", "-1")
     assert not window.start_action.isEnabled()
     assert "training.learning_rate" in window.config_error
-    assert "at least 0" in window.message.text()
+    assert "must be above 0" in window.message.text()
     message = window.setup.form.fields["training.learning_rate"].message
-    assert message.isVisibleTo(window) and "at least" in message.text()
+    assert message.isVisibleTo(window) and "must be above 0" in message.text()
 
     set_field(window, "training.learning_rate", "abc")
     assert not window.start_action.isEnabled()

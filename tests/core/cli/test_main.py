@@ -124,6 +124,7 @@ def test_bad_toml_and_unknown_runs_exit_2(db, tmp_path, capsys):
     bad.write_text("[training]\nsteps = = 3\n")
     assert main(["--db", db, "train", str(bad)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+    Store(db).close()  # a database without that run (a missing one: test_integrity.py)
     assert main(["--db", db, "resume", "42"]) == 2
     assert "no run with id 42" in capsys.readouterr().err
     assert main(["--db", db, "export", "42", "--out", str(tmp_path / "x")]) == 2
@@ -194,3 +195,25 @@ def test_sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues(db):
     resumed = rlstudio("--db", db, "resume", str(run.id), "--steps", str(run.last_step + 2))
     assert resumed.returncode == 0, resumed.stderr
     assert f"completed: {run.last_step + 2} steps" in resumed.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`rlstudio runs --json | head -3`: the pipe closes after a few lines; the CLI stops
+    quietly (it printed two tracebacks, BrokenPipe then its own handler's)."""
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Store(db) as store:
+        for i in range(300):  # output well past a pipe's buffer, so the writer meets the close
+            store.create_run(
+                name=f"run {i}", config={}, algorithm="ppo", model="m", seed=0, total_steps=1
+            )
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "--db", db, "runs", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout.readline()  # the first line, then the reader goes away
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, err
+        assert "Traceback" not in err and "Error" not in err, err

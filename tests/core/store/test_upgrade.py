@@ -61,7 +61,7 @@ def test_an_old_database_is_backed_up_then_migrated_with_its_runs(tmp_path: Path
         assert store.run(new).app_version == __version__
         backup = store.backup
 
-    assert _revision(path) == "0002"
+    assert _revision(path) == "0003"
     # the copy is the database as it was: old schema, same rows, and it opens on its own
     assert _revision(backup) == "0001"
     with sqlite3.connect(backup) as db:
@@ -131,3 +131,48 @@ def test_the_cli_says_where_the_old_copy_is(tmp_path: Path, capsys) -> None:
     assert main(["runs", "--db", url]) == 0
     err = capsys.readouterr().err
     assert "upgraded the database" in err and "rlstudio.db.backup-0001-" in err
+
+
+def test_upgrading_keeps_every_row_and_id_and_ids_are_never_reused_after(tmp_path: Path) -> None:
+    """0003 rebuilds `runs` for AUTOINCREMENT: the ids and everything the runs recorded
+    survive (foreign keys are off for the rebuild, so nothing cascades), and a deleted
+    run's id is not handed out again."""
+    path = tmp_path / "rlstudio.db"
+    url = _old_database(path)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO runs (id, name, status, algorithm, model, seed, config_json,"
+            " total_steps, last_step, created_at) VALUES (3, 'third', 'stopped', 'grpo',"
+            " 'tiny-random', 1, '{}', 5, 4, '2026-01-02 00:00:00')"
+        )
+        db.execute(
+            "INSERT INTO samples (run_id, step, idx, prompt, completion, components_json)"
+            " VALUES (3, 4, 0, 'p', 'c', '{}')"
+        )
+        db.execute(
+            "INSERT INTO checkpoints (run_id, step, path, created_at)"
+            " VALUES (3, 4, '/x', '2026-01-02 00:00:00')"
+        )
+        db.execute(
+            "INSERT INTO logs (run_id, time, level, message)"
+            " VALUES (3, '2026-01-02 00:00:00', 'info', 'hello')"
+        )
+
+    with Store(url) as store:
+        assert [r.id for r in store.runs()] == [3, 1]
+        assert store.metrics(1)["reward/mean"].values.tolist() == [0.5]
+        assert store.sample_count(3) == 1
+        assert [c.step for c in store.checkpoints(3)] == [4]
+        assert [e.message for e in store.logs(3)] == ["hello"]
+        assert store.run(3).parent_run_id is None
+        store.delete_run(3)
+        new = store.create_run(
+            name="new", config={}, algorithm="ppo", model="m", seed=0, total_steps=1
+        )
+        assert new == 4  # not 3 again
+    with sqlite3.connect(path) as db:
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        assert "AUTOINCREMENT" in sql
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM metrics").fetchone() == (1,)
