@@ -209,7 +209,7 @@ class SandboxedReward:
     def _timed_out(self, worker: _Worker, n: int) -> RewardError:
         line, sample = worker.locate(), worker.sample()
         worker.process.kill()
-        self._stop()
+        self._stop()  # its group too (_shutdown)
         detail = f"took longer than {self.time_limit_s:g} s on a batch of {n}"
         message = format_failure(self.path, detail, line, sample)
         return RewardError(message, sample_index=sample, lineno=line)
@@ -265,7 +265,8 @@ class _Worker:
 
 
 def _shutdown(process: Any, conn: Any) -> None:
-    """Ask the worker to exit, kill it if it does not, and reap it."""
+    """Ask the worker to exit, kill it if it does not, reap it, and end every process the
+    reward code started (its process group)."""
     try:
         if process.is_alive():
             with contextlib.suppress(Exception):
@@ -275,8 +276,18 @@ def _shutdown(process: Any, conn: Any) -> None:
             process.kill()
         process.join(5.0)
     finally:
+        _end_group(process.pid)
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def _end_group(pid: int | None) -> None:
+    """SIGKILL to the worker's process group (the worker made it, with `os.setsid`): what
+    reward code started outlives neither the run, nor a timeout, nor a crash, nor a stop."""
+    if pid is None or not hasattr(os, "killpg"):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 _MAIN_LOCK = threading.Lock()

@@ -88,6 +88,10 @@ def main(
 ) -> None:
     """Entry point of the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is the trainer's
+    if hasattr(os, "setsid"):
+        # A group of its own: what the reward code starts (a subprocess, a pool) is in it,
+        # and the parent ends the whole group with the worker (sandbox._end_group).
+        os.setsid()
     _exit_with_parent(parent_pid)  # before the memory limit: a thread needs address space
     limit_mb = memory_limit_mb if _limit_memory(memory_limit_mb) else None
     out = TailBuffer(max_output_chars)

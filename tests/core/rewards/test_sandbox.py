@@ -404,3 +404,82 @@ def _cfg(kind: str, name: str = "", weight: float = 1.0, **params):
     from core.config import RewardComponentConfig
 
     return RewardComponentConfig(kind=kind, weight=weight, name=name, params=params)
+
+
+SPAWNS = """
+import subprocess, time
+from pathlib import Path
+
+PIDS = Path(__file__).with_suffix(".pids")
+
+
+def reward(prompt, completion):
+    child = subprocess.Popen(["sleep", "777"])
+    with PIDS.open("a") as fh:
+        fh.write(f"{child.pid}\\n")
+    if completion == "hang":
+        time.sleep(600)
+    return 1.0
+"""
+
+
+def _left(pids_file: Path) -> list[int]:
+    """Those of the reward's children still running (a zombie awaiting its reaper is not)."""
+    import psutil
+
+    pids = [int(p) for p in pids_file.read_text().split()]
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_what_reward_code_starts_ends_with_the_worker(tmp_path):
+    """A reward that starts `sleep 777`: nothing it started is left once the reward is
+    closed (the end of a run), once a batch times out, or once a run is stopped."""
+    import time
+
+    path = tmp_path / "spawns.py"
+    path.write_text(SPAWNS)
+    pids = path.with_suffix(".pids")
+    with SandboxedReward(path, time_limit_s=3) as reward:
+        assert reward(["p"], ["ok"]) == [1.0]
+        assert len(_left(pids)) == 1  # alive while the worker is
+    deadline = time.monotonic() + 5
+    while _left(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _left(pids) == []  # closed: the end of a run
+
+    with SandboxedReward(path, time_limit_s=1) as reward:
+        with pytest.raises(RewardError, match="took longer than 1 s"):
+            reward(["p"], ["hang"])
+        time.sleep(0.2)
+        assert _left(pids) == []  # timed out: the worker and what it started are gone
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_a_stopped_run_leaves_none_of_its_rewards_children(tmp_path):
+    from core.control import Control
+    from core.events import Metrics
+    from core.training.loop import train
+    from tests.core.helpers import tiny_config
+
+    path = tmp_path / "spawns.py"
+    path.write_text(SPAWNS)
+    cfg = tiny_config(
+        {
+            "reward.components": [{"kind": "python", "params": {"path": str(path)}}],
+            "training.steps": 50,
+            "training.checkpoint_every": 0,
+        }
+    )
+    control = Control()
+    for event in train(cfg, control):
+        if isinstance(event, Metrics) and event.step == 1:
+            control.stop()
+    assert _left(path.with_suffix(".pids")) == []
