@@ -35,7 +35,7 @@ from core.lm.sources import TINY_RANDOM, resolve_source
 from core.parallel import distributed
 from core.paths import data_dir
 from core.rewards import RewardError
-from core.store import RunRecorder, RunStatus, Store
+from core.store import CheckpointInfo, RunRecorder, RunStatus, Store
 from core.training.loop import Resume, build_run_reward, train
 
 EventCallback = Callable[[Event], None]
@@ -157,12 +157,12 @@ def _claim_for_resume(
         overrides["training.steps"] = steps
     cfg, changes = resumed_with(run_config(store, run_id), overrides)
     claim = store.claim_run(run_id)
+    ckpt = store.newest_checkpoint_on_disk(run_id)
     try:
-        _check_resumable(store, run_id)
+        _check_resumable(store, run_id, ckpt)
     except RunStateError:
         store.unclaim_run(run_id, claim)  # as it was: nothing changed
         raise
-    ckpt = store.newest_checkpoint_on_disk(run_id)
     from_step = 0 if ckpt is None else ckpt.step
     store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
     if changes:
@@ -174,11 +174,11 @@ def _claim_for_resume(
     return cfg, Resume(checkpoint, recorded, frozenset(key for key, _o, _n in changes))
 
 
-def _check_resumable(store: Store, run_id: int) -> None:
-    """A run that has trained steps needs a checkpoint to go on from: starting it over in
-    place would delete them."""
+def _check_resumable(store: Store, run_id: int, ckpt: CheckpointInfo | None) -> None:
+    """A run that has trained steps needs a checkpoint (`ckpt`, its newest on disk) to go
+    on from: starting it over in place would delete them."""
     info = store.run(run_id)
-    if info.last_step <= 0 or store.newest_checkpoint_on_disk(run_id) is not None:
+    if info.last_step <= 0 or ckpt is not None:
         return
     raise RunStateError(
         f"run {run_id} has no checkpoint on disk to resume from (looked in "

@@ -177,6 +177,7 @@ class TrainingRun:
         )
         self.algo = make_algorithm(cfg, models, self.optimizer, self.scheduler)
         self.decode = self.algo_cls.decoder(cfg)
+        self.eval_decode = self.algo_cls.decoder(cfg, explore=False)
         self.templated = [
             format_prompt(models.tokenizer, p, cfg.data.chat_template)
             for p in self.prompt_set.prompts
@@ -305,7 +306,6 @@ class TrainingRun:
         # every rank, so all of them evaluate and rank 0's figures are kept.
         if not self.heldout_idx or not (self.rank == 0 or self.fsdp):
             return
-        decode = self.algo_cls.decoder(self.cfg, explore=False)
         values, _ = yield from self.reward.scored(
             self.step,
             self.step,
@@ -316,7 +316,7 @@ class TrainingRun:
                 self.heldout_idx,
                 self.reward.reward,
                 self.step_control,
-                decode=decode,
+                decode=self.eval_decode,
             ),
         )
         yield Metrics(self.step, self.elapsed(), values)
