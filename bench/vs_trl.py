@@ -61,10 +61,10 @@ def our_config(s: dict):
             "algorithm.minibatches": 1,
             "algorithm.kl_coef": s["beta"],
             "algorithm.adaptive_kl": False,
-            # RLOO: KL as a summed per-token k1 penalty on the score, as RLOOTrainer does.
-            # GRPO ignores both (its KL is always a k3 loss term, as GRPOTrainer's).
-            "algorithm.kl_in": "reward",
-            "algorithm.kl_estimator": "k1",
+            # "auto": RLOO takes the KL as a summed per-token k1 penalty on the score, as
+            # RLOOTrainer does; GRPO as a k3 loss term, as GRPOTrainer does.
+            "algorithm.kl_in": "auto",
+            "algorithm.kl_estimator": "auto",
             "training.batch_size": s["prompts"],
             "training.steps": s["steps"],
             "training.learning_rate": s["lr"],
@@ -146,7 +146,7 @@ def trl_args(s: dict, out_dir: str) -> dict:
     """TRL settings matching ours. What still differs after matching:
 
     - GRPO loss: loss_type "grpo" = mean over each completion's tokens, then over completions:
-      ours with loss_normalization "sequence", exactly. Both add beta * k3 per token inside
+      ours with the same loss_type, exactly. Both add beta * k3 per token inside
       that mean; use_bias_correction_kl=False keeps TRL's k3 unweighted by the ratio, as ours.
     - Old logprobs: with one step per batch TRL uses the current logprobs, detached (ratio 1,
       one policy forward fewer per step); ours scores the batch again after sampling (ratio

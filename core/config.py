@@ -10,6 +10,7 @@ import dataclasses
 import tomllib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import tomli_w
 
 ALGORITHM_NAMES = ("ppo", "a2c", "reinforce", "rloo", "grpo", "ilql")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 
 
 class ConfigError(ValueError):
@@ -111,31 +113,76 @@ class AlgorithmConfig:
     gamma: float = setting(1.0, "Discount factor", min=0.0, max=1.0)
     lam: float = setting(0.95, "GAE lambda", min=0.0, max=1.0)
     whiten_advantages: bool = setting(True, "Normalise advantages to mean 0, std 1 per batch")
-    kl_estimator: str = setting("k1", "Per-token KL estimator in the penalty", choices=("k1", "k3"))
-    kl_coef: float = setting(0.05, "Initial KL penalty coefficient", min=0.0, max=100.0)
+    kl_estimator: str = setting(
+        "auto",
+        "Per-token KL estimator: k1 (log ratio), k2 (half its square), k3 (Schulman's unbiased, "
+        "non-negative); auto = k1 in the reward, k3 in the loss",
+        choices=("auto", "k1", "k2", "k3"),
+    )
+    kl_coef: float = setting(
+        0.05, "Initial KL coefficient (TRL's beta for GRPO / RLOO)", min=0.0, max=100.0
+    )
     adaptive_kl: bool = setting(True, "Adapt the KL coefficient toward kl_target")
     kl_target: float = setting(
         6.0, "Target KL (nats per sequence) for the controller", min=0.0001, max=1000.0
     )
-    kl_horizon: int = setting(10000, "Horizon of the adaptive KL controller", min=1, max=10**9)
+    # Ziegler et al.'s controller moves the coefficient by at most 0.2 * completions / horizon
+    # per step: 500 lets it move about 6% a step at 16 completions (TRL's legacy 10000 was
+    # sized for batches of 128 and thousands of steps; here it would barely move in a run).
+    kl_horizon: int = setting(
+        500,
+        "Horizon of the adaptive KL controller, in completions (all processes together)",
+        min=1,
+        max=10**9,
+    )
     reward_clip: float = setting(10.0, "Clip scores to +/- this; 0 = off", min=0.0, max=1e6)
-    scale_rewards: bool = setting(False, "Divide scores by their running std")
+    running_std_scaling: bool = setting(
+        False, "Divide scores by the running std of all scores seen so far"
+    )
     missing_eos_penalty: float = setting(
         0.0, "Subtract from the score of completions cut off before EOS", min=0.0, max=1000.0
     )
     baseline_decay: float = setting(
         0.9, "Moving-average baseline decay (REINFORCE)", min=0.0, max=0.9999
     )
-    scale_by_std: bool = setting(True, "GRPO: divide group advantages by the group's std")
-    loss_normalization: str = setting(
-        "sequence",
-        "GRPO: average the loss per sequence or per token",
-        choices=("sequence", "token"),
+    scale_rewards: str = setting(
+        "group",
+        "GRPO (TRL's meaning): divide advantages by the std of their group, of the whole batch, "
+        "or not at all (none: Dr. GRPO)",
+        choices=("group", "batch", "none"),
+    )
+    loss_type: str = setting(
+        "grpo",
+        "GRPO (TRL's names): grpo = mean per completion, then over completions; bnpo = mean "
+        "over the minibatch's tokens; dr_grpo = token sum / (completions x max_new_tokens); "
+        "dapo = mean over the tokens of the whole batch",
+        choices=LOSS_TYPES,
     )
     kl_in: str = setting(
-        "reward",
-        "RLOO / GRPO: KL as a per-token reward penalty or as a loss term (k3)",
-        choices=("reward", "loss"),
+        "auto",
+        "RLOO / GRPO: the KL as a per-token penalty in the reward or as a loss term; "
+        "auto = in the loss for GRPO, in the reward for RLOO",
+        choices=("auto", "reward", "loss"),
+    )
+    epsilon_high: float = setting(
+        0.0,
+        "Upper ratio clip (DAPO's clip-higher) for PPO and GRPO; 0 = clip_range",
+        min=0.0,
+        max=10.0,
+    )
+    importance_sampling_level: str = setting(
+        "token",
+        "GRPO: one ratio per token, or one length-normalised ratio per completion (GSPO)",
+        choices=("token", "sequence"),
+    )
+    mask_truncated_completions: bool = setting(
+        False, "Completions cut off by max_new_tokens leave the policy loss (DAPO)"
+    )
+    entropy_coef: float = setting(
+        0.0,
+        "Entropy bonus of the policy loss (policy-gradient algorithms; A2C classically 0.01)",
+        min=0.0,
+        max=10.0,
     )
 
 
@@ -201,7 +248,7 @@ class RewardConfig:
     normalize: bool = setting(
         False,
         "Standardise the total reward by its running mean and std before the update "
-        "(clipping and std scaling are algorithm.reward_clip and algorithm.scale_rewards)",
+        "(clipping and std scaling are algorithm.reward_clip and algorithm.running_std_scaling)",
     )
     time_limit_s: float = setting(
         30.0, "Seconds reward code (python rewards) may take on one batch", min=0.1, max=86400.0
@@ -329,6 +376,8 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping) -> Any:
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     """Build a validated `cls` from plain data; unknown keys are errors (typos must not pass)."""
+    if cls is AlgorithmConfig:
+        data = _renamed_algorithm_settings(data, prefix or "algorithm")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -341,6 +390,48 @@ def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
         path = f"{prefix}.{name}" if prefix else name
         kwargs[name] = _check_value(path, value, hints[name], fields[name].metadata)
     return cls(**kwargs)
+
+
+class RenamedSetting(FutureWarning):
+    """A recipe used an old name of a setting; it was mapped to the new one."""
+
+
+_OLD_LOSS_NORMALIZATION = {"sequence": "grpo", "token": "bnpo"}
+
+
+def _renamed_algorithm_settings(data: dict, where: str) -> dict:
+    """Old recipes (and stored runs) keep loading: names from before TRL's were adopted map
+    to the new ones, each with a warning. `scale_rewards` once meant a running-std divide;
+    as a true/false it keeps that meaning (now `running_std_scaling`), as text it is TRL's."""
+    data = dict(data)
+    notes = []
+    if isinstance(data.get("scale_rewards"), bool):
+        old = data.pop("scale_rewards")
+        if old:
+            data.setdefault("running_std_scaling", True)
+            notes.append(
+                f"{where}.scale_rewards = true (RL Studio's running-std divide) is now "
+                f"{where}.running_std_scaling = true; scale_rewards now has TRL's meaning "
+                '("group", "batch" or "none")'
+            )
+    if "scale_by_std" in data:
+        old = data.pop("scale_by_std")
+        if isinstance(old, bool):
+            data.setdefault("scale_rewards", "group" if old else "none")
+            notes.append(f"{where}.scale_by_std is now {where}.scale_rewards (group / none)")
+    if "loss_normalization" in data:
+        old = data.pop("loss_normalization")
+        if old in _OLD_LOSS_NORMALIZATION:
+            data.setdefault("loss_type", _OLD_LOSS_NORMALIZATION[old])
+            notes.append(
+                f'{where}.loss_normalization = "{old}" is now {where}.loss_type = '
+                f'"{_OLD_LOSS_NORMALIZATION[old]}" (TRL\'s name)'
+            )
+        else:
+            raise ConfigError(f"{where}.loss_normalization = {old!r}: must be sequence or token")
+    for note in notes:
+        warnings.warn(note, RenamedSetting, stacklevel=3)
+    return data
 
 
 def to_dict(cfg: Any) -> dict:
@@ -356,6 +447,47 @@ def to_dict(cfg: Any) -> dict:
             value = [to_dict(v) if dataclasses.is_dataclass(v) else v for v in value]
         out[f.name] = value
     return out
+
+
+# Settings that change the objective of some algorithms only: (field, value that means
+# "off", the algorithms it applies to). Set for another, it would silently do nothing.
+_ALGORITHM_ONLY = (
+    ("epsilon_high", 0.0, ("ppo", "grpo")),
+    ("importance_sampling_level", "token", ("grpo",)),
+    ("loss_type", "grpo", ("grpo",)),
+    ("mask_truncated_completions", False, ("grpo", "rloo", "reinforce")),
+    ("entropy_coef", 0.0, ("ppo", "a2c", "reinforce", "rloo", "grpo")),
+)
+
+
+def kl_placement(a: AlgorithmConfig) -> tuple[str, str]:
+    """(where the KL to the reference goes, its estimator) once "auto" is resolved: GRPO
+    takes k3 in the loss (Shao et al.), everything else a k1 penalty in the reward."""
+    where = a.kl_in if a.kl_in != "auto" else ("loss" if a.name == "grpo" else "reward")
+    estimator = a.kl_estimator if a.kl_estimator != "auto" else ("k3" if where == "loss" else "k1")
+    return where, estimator
+
+
+def _check_algorithm_settings(a: AlgorithmConfig) -> None:
+    for name, off, applies in _ALGORITHM_ONLY:
+        if getattr(a, name) != off and a.name not in applies:
+            raise ConfigError(
+                f"algorithm.{name} = {getattr(a, name)!r} does not apply to {a.name} "
+                f"(only to {', '.join(applies)})"
+            )
+    if a.scale_rewards != "group" and a.name != "grpo":
+        raise ConfigError(f"algorithm.scale_rewards = {a.scale_rewards!r} applies to grpo only")
+    where, estimator = kl_placement(a)
+    if where == "loss" and a.name not in ("rloo", "grpo"):
+        raise ConfigError(
+            f'algorithm.kl_in = "loss": only rloo and grpo take the KL as a loss term; '
+            f"{a.name} subtracts it from the reward"
+        )
+    if where == "loss" and estimator == "k1":
+        raise ConfigError(
+            'algorithm.kl_estimator = "k1" with the KL in the loss: the gradient of k1 is '
+            "zero on average, so it would not pull toward the reference; use k3 or k2"
+        )
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -374,6 +506,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"algorithm.group_size = {a.group_size}: {a.name} compares completions of the "
             "same prompt, so it needs at least 2"
         )
+    _check_algorithm_settings(a)
     if a.name == "ilql" and checked.ilql.mode == "offline" and not checked.ilql.dataset:
         raise ConfigError("ilql.dataset: offline ILQL needs a rated .jsonl data set")
     if not checked.reward.components:

@@ -18,6 +18,7 @@ from core.algorithms.common import (
     RunningMoments,
     clip_scores,
     kl_k1,
+    masked_sum,
 )
 from core.config import AlgorithmConfig, RunConfig
 from core.lm.device import autocast
@@ -116,7 +117,7 @@ class Algorithm:
         """EOS penalty, optional running-std scaling, then clipping."""
         if self.cfg.missing_eos_penalty:
             scores = scores - self.cfg.missing_eos_penalty * (~ended).float()
-        if self.cfg.scale_rewards:  # over every rank's scores: the same scale everywhere
+        if self.cfg.running_std_scaling:  # over every rank's scores: the same scale everywhere
             self.score_moments.update(distributed.all_cat(scores))
             scores = scores / max(float(self.score_moments.std), 1e-6)
         if self.cfg.reward_clip:
@@ -161,7 +162,8 @@ class Algorithm:
 
     def policy_logprobs(self, rollout, rows, entropy: bool = False):
         """Current logprobs of the sampled tokens for some rows (with gradients); with
-        `entropy`, also the per-token entropy (detached)."""
+        `entropy`, also the per-token entropy (with gradients only when the loss has an
+        entropy bonus, `algorithm.entropy_coef`)."""
         with autocast(self.device, self.dtype):
             logits = self.policy.response_outputs(
                 rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
@@ -170,34 +172,54 @@ class Algorithm:
         logp = logprobs_from_logits(logits, rollout.response[rows])
         if not entropy:
             return logp
-        with torch.no_grad():
+        with torch.set_grad_enabled(bool(self.cfg.entropy_coef) and torch.is_grad_enabled()):
             return logp, entropy_from_logits(logits)
 
-    def sampling_logprobs_from_update(self, rollout, rows) -> torch.Tensor:
-        """For a one-pass update (`one_pass`), before the weights move: current logprobs of
-        `rows` (with gradients), stored detached in the rollout as the sampling policy's,
-        with the entropy (rows in update order)."""
+    def loss_mask(self, rollout) -> torch.Tensor:
+        """The response mask the policy loss sees: without the completions cut off by the
+        length limit when `algorithm.mask_truncated_completions` (DAPO)."""
+        if not self.cfg.mask_truncated_completions:
+            return rollout.mask
+        return rollout.mask * rollout.ended.to(rollout.mask.dtype).unsqueeze(1)
+
+    def entropy_bonus(self, entropy: torch.Tensor, mask: torch.Tensor, tokens) -> torch.Tensor:
+        """-entropy_coef x the entropy summed over `mask`'s tokens / `tokens`: subtracted
+        from the loss, it rewards keeping the distribution spread (Mnih et al. 2016)."""
+        return -self.cfg.entropy_coef * masked_sum(entropy, mask) / max(float(tokens), 1.0)
+
+    def sampling_logprobs_from_update(self, rollout, rows):
+        """For a one-pass update (`one_pass`), before the weights move: (current logprobs
+        of `rows` with gradients, their entropy or None), stored detached in the rollout as
+        the sampling policy's, with the entropy (rows in update order). The entropy comes
+        back only for an entropy bonus, with gradients."""
         logp, entropy = self.policy_logprobs(rollout, rows, entropy=True)
         rollout.logprobs = torch.empty_like(logp)
         rollout.logprobs[rows] = logp.detach()
         rollout.entropy = torch.empty_like(entropy)
-        rollout.entropy[rows] = entropy
-        return logp
+        rollout.entropy[rows] = entropy.detach()
+        return logp, (entropy if self.cfg.entropy_coef else None)
 
-    def accumulated_step(self, rollout, minibatch_loss, logprobs=None) -> tuple[float, float]:
+    def minibatch_outputs(self, rollout, rows):
+        """(logprobs with gradients, entropy with gradients or None) of some rows."""
+        if self.cfg.entropy_coef:
+            return self.policy_logprobs(rollout, rows, entropy=True)
+        return self.policy_logprobs(rollout, rows), None
+
+    def accumulated_step(self, rollout, minibatch_loss, first=None) -> tuple[float, float]:
         """One optimiser step with gradients accumulated over minibatches (bounded memory).
 
-        `minibatch_loss(logprobs, rows)` returns that slice's share of the batch loss.
-        `logprobs`: the whole batch's, already taken (with gradients), for one minibatch.
+        `minibatch_loss(logprobs, entropy, rows)` returns that slice's share of the batch
+        loss (entropy None without an entropy bonus). `first`: the whole batch's
+        (logprobs, entropy), already taken with gradients, for one minibatch.
         Returns (loss, gradient norm); a non-finite loss skips the step.
         """
         batch = rollout.mask.shape[0]
-        size = batch if logprobs is not None else math.ceil(batch / self.cfg.minibatches)
+        size = batch if first is not None else math.ceil(batch / self.cfg.minibatches)
         total = 0.0
         for start in range(0, batch, size):
             rows = slice(start, start + size)
-            logp = logprobs if logprobs is not None else self.policy_logprobs(rollout, rows)
-            loss = minibatch_loss(logp, rows)
+            logp, entropy = first if first is not None else self.minibatch_outputs(rollout, rows)
+            loss = minibatch_loss(logp, entropy, rows)
             # A sharded model's backward is a collective: every rank takes it (a non-finite
             # loss is then skipped below, on every rank).
             if torch.isfinite(loss) or sharding.active(self.policy.lm):
@@ -220,7 +242,9 @@ class Algorithm:
         kl = kl_k1(rollout.logprobs, rollout.ref_logprobs) * rollout.mask
         kl_per_seq = float(distributed.mean(kl.sum(1)))  # over all ranks: one KL coefficient
         coef = self.kl_ctl.value
-        self.kl_ctl.update(kl_per_seq, rollout.mask.shape[0])
+        # The controller counts completions of the whole batch, every process's (as TRL and
+        # OpenRLHF do): per process it would adapt W times slower under W processes.
+        self.kl_ctl.update(kl_per_seq, rollout.mask.shape[0] * distributed.world_size())
         return kl.detach(), {"objective/kl": kl_per_seq, "objective/kl_coef": coef}
 
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:

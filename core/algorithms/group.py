@@ -14,13 +14,14 @@ import torch
 
 from core.algorithms.common import (
     bool_mask,
+    kl_estimate,
     kl_k3,
     masked_fill_zero,
     masked_mean,
     masked_sum,
 )
 
-LOSS_NORMALIZATIONS = ("sequence", "token")
+LOSS_NORMALIZATIONS = ("sequence", "token", "sum")
 
 
 def _grouped(scores: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -55,28 +56,49 @@ def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def group_advantages(
-    scores: torch.Tensor, group_size: int, scale_by_std: bool = True, eps: float = 1e-4
+    scores: torch.Tensor,
+    group_size: int,
+    scale_by_std: bool = True,
+    eps: float = 1e-4,
+    scale: str | None = None,
+    batch_std: float | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Returns (advantages float32 [B], frac_zero_std), computed without gradient.
 
-    GRPO: A_i = (r_i - group mean) / (group std + eps), std unbiased within the group. With
-    ``scale_by_std`` False only the group mean is removed (Dr. GRPO). ``frac_zero_std`` is the
-    share of groups whose rewards are all equal; such groups carry no learning signal and get
-    advantages of exactly 0 (no rounding residue from the mean). With group_size 1 every group
-    is such a group.
+    GRPO: A_i = (r_i - group mean) / (std + eps). ``scale`` (TRL's ``scale_rewards``): "group"
+    divides by the group's std (unbiased within the group), "batch" by ``batch_std`` (the std
+    of every score of the batch, all processes: the caller's), "none" only removes the group
+    mean (Dr. GRPO). Without ``scale``, ``scale_by_std`` picks "group" or "none".
+    ``frac_zero_std`` is the share of groups whose rewards are all equal; such groups carry
+    no learning signal and get advantages of exactly 0 (no rounding residue from the mean).
+    With group_size 1 every group is such a group.
     """
+    scale = scale or ("group" if scale_by_std else "none")
     r = _grouped(scores, group_size)
     n_groups = r.shape[0]
     mean = r.mean(dim=1, keepdim=True)
     centered = r - mean
     constant = r.amax(dim=1) == r.amin(dim=1)  # [G]: every reward in the group is equal
-    if scale_by_std:
+    if scale == "group":
         var = (centered**2).sum(dim=1, keepdim=True) / max(group_size - 1, 1)
         centered = centered / (var.sqrt() + eps)
+    elif scale == "batch":
+        if batch_std is None:
+            batch_std = float(r.std()) if r.numel() > 1 else 0.0
+        centered = centered / (batch_std + eps)
+    elif scale != "none":
+        raise ValueError(f"unknown scale {scale!r}; allowed: 'group', 'batch', 'none'")
     zero = torch.zeros((), dtype=torch.float32, device=r.device)
     adv = torch.where(constant.unsqueeze(1), zero, centered)
     frac_zero_std = float(constant.float().mean()) if n_groups else 0.0
     return adv.reshape(-1), frac_zero_std
+
+
+def _clipped_surrogate(log_ratio, adv, low: float, high: float):
+    ratio = torch.exp(log_ratio)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - low, 1.0 + high)
+    return torch.maximum(unclipped, clipped), clipped > unclipped
 
 
 def grpo_policy_loss(
@@ -88,21 +110,31 @@ def grpo_policy_loss(
     clip_range: float,
     kl_coef: float,
     normalize: str = "sequence",
+    *,
+    clip_high: float | None = None,
+    kl_estimator: str = "k3",
+    level: str = "token",
+    divisor: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (loss 0-d, stats) for the GRPO objective, float32.
 
-    Per real token: max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)) + kl_coef * k3, with
-    ratio = exp(logprobs - old_logprobs), the sequence advantage A = advantages[b] [B] broadcast
-    over row b's tokens, and k3 the estimate of KL(policy || reference) from ``kl_k3`` (its
-    gradient flows through logprobs, pulling them towards ref_logprobs).
+    Per real token: max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps_high)) + kl_coef * kl,
+    with ratio = exp(logprobs - old_logprobs), the sequence advantage A = advantages[b] [B]
+    broadcast over row b's tokens, eps_high = ``clip_high`` (DAPO's clip-higher; default
+    ``clip_range``), and kl the ``kl_estimator`` estimate of KL(policy || reference) (k3 by
+    default; its gradient flows through logprobs, pulling them towards ref_logprobs).
+    ``level`` "sequence" (GSPO): every token of row b carries the row's one ratio,
+    exp(mean over its real tokens of the log ratio), so the clip acts per completion.
 
     ``normalize``: "sequence" takes the mean over each row's real tokens, then the mean over
     the B rows (a row with no real token contributes 0); "token" takes the sum over all real
-    tokens divided by their number (0 when there is none).
+    tokens divided by their number (0 when there is none); "sum" divides the sum over all
+    real tokens by ``divisor`` (Dr. GRPO: rows x max_new_tokens; DAPO: the tokens of the
+    whole optimiser step, every process's).
 
     stats (detached 0-d tensors, means over real tokens): ``clipfrac`` share of tokens where the
     clipped term was active; ``approx_kl`` the k3 estimate (ratio - 1) - log ratio of the KL
-    between old and new policy; ``kl`` the k3 estimate to the reference.
+    between old and new policy; ``kl`` the chosen estimate to the reference.
     """
     if normalize not in LOSS_NORMALIZATIONS:
         allowed = ", ".join(repr(n) for n in LOSS_NORMALIZATIONS)
@@ -118,23 +150,34 @@ def grpo_policy_loss(
     logp = masked_fill_zero(logprobs, m)
     old = masked_fill_zero(old_logprobs, m)
     log_ratio = logp - old
-    ratio = torch.exp(log_ratio)
+    if level == "sequence":
+        log_ratio = masked_mean(log_ratio, m, dim=1).unsqueeze(1).expand_as(logp)
+    elif level != "token":
+        raise ValueError(f"unknown level {level!r}; allowed: 'token', 'sequence'")
     adv = masked_fill_zero(advantages.float().reshape(-1, 1).expand_as(logp), m)
-    unclipped = -adv * ratio
-    clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-    kl = kl_k3(logp, masked_fill_zero(ref_logprobs, m))  # 0 at padding: both sides are 0 there
-    per_token = torch.maximum(unclipped, clipped) + kl_coef * kl
-    if normalize == "sequence":
-        loss = masked_mean(per_token, m, dim=1).sum() / max(batch, 1)
-    else:
-        loss = masked_mean(per_token, m)
+    high = clip_range if clip_high is None else clip_high
+    policy_term, was_clipped = _clipped_surrogate(log_ratio, adv, clip_range, high)
+    # 0 at padding: both sides are 0 there
+    kl = kl_estimate(logp, masked_fill_zero(ref_logprobs, m), kl_estimator)
+    per_token = masked_fill_zero(policy_term + kl_coef * kl, m)
+    loss = _normalized(per_token, m, normalize, divisor)
     with torch.no_grad():
         stats = {
-            "clipfrac": masked_mean((clipped > unclipped).float(), m),
+            "clipfrac": masked_mean(was_clipped.float(), m),
             "approx_kl": masked_mean(kl_k3(old, logp), m),  # (ratio - 1) - log ratio
-            "kl": masked_mean(kl, m),
+            "kl": masked_mean(masked_fill_zero(kl, m), m),
         }
     return loss, stats
+
+
+def _normalized(per_token, m, normalize: str, divisor: float | None) -> torch.Tensor:
+    if normalize == "sequence":
+        return masked_mean(per_token, m, dim=1).sum() / max(m.shape[0], 1)
+    if normalize == "token":
+        return masked_mean(per_token, m)
+    if not divisor or divisor <= 0:
+        raise ValueError(f'normalize "sum" needs a divisor > 0, got {divisor!r}')
+    return masked_sum(per_token, m) / divisor
 
 
 def rloo_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

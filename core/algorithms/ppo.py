@@ -20,8 +20,9 @@ from core.algorithms.common import (
     masked_mean,
     masked_whiten,
 )
+from core.config import kl_placement
 from core.lm.device import autocast
-from core.lm.forward import logprobs_from_logits
+from core.lm.forward import entropy_from_logits, logprobs_from_logits
 from core.parallel import distributed
 
 
@@ -85,11 +86,13 @@ def ppo_policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_range: float,
+    clip_high: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (loss 0-d, stats) for the clipped surrogate objective, float32.
 
     ratio = exp(logprobs - old_logprobs);
-    loss = masked mean of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).
+    loss = masked mean of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps_high)), with
+    eps_high = ``clip_high`` (DAPO's clip-higher), by default ``clip_range``.
     stats (detached 0-d tensors): ``clipfrac`` share of real tokens where the clipped term was
     active; ``approx_kl`` the k3 estimate mean((ratio - 1) - log ratio) of KL(old || new);
     ``ratio_mean``.
@@ -100,7 +103,8 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     adv = masked_fill_zero(advantages, m)
     unclipped = -adv * ratio
-    clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    high = clip_range if clip_high is None else clip_high
+    clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + high)
     loss = masked_mean(torch.maximum(unclipped, clipped), m)
     with torch.no_grad():
         stats = {
@@ -142,17 +146,15 @@ class PPO(Algorithm):
     """Clipped PPO with a value head, GAE and a per-token KL penalty in the reward."""
 
     needs_value_head = True
+    # A2C: one optimiser step per batch, its minibatches only bound the memory.
+    one_step_per_batch = False
 
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         cfg, mask = self.cfg, rollout.mask
         scores = self.shape_scores(scores, rollout.ended)
+        _, estimator = kl_placement(cfg)
         rewards, _ = per_token_rewards(
-            scores,
-            rollout.logprobs,
-            rollout.ref_logprobs,
-            mask,
-            self.kl_ctl.value,
-            cfg.kl_estimator,
+            scores, rollout.logprobs, rollout.ref_logprobs, mask, self.kl_ctl.value, estimator
         )
         advantages, returns = gae_advantages(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:  # over the whole batch, every rank's share of it
@@ -160,7 +162,7 @@ class PPO(Algorithm):
             advantages = whiten(advantages, mask)
         batch = mask.shape[0]
         size = math.ceil(batch / cfg.minibatches)
-        tokens = rollout.response
+        tokens = mask.sum().clamp(min=1)
         stats: dict[str, list[float]] = {
             k: [] for k in ("pl", "vl", "clipfrac", "approx_kl", "vf_clip", "norm")
         }
@@ -168,29 +170,21 @@ class PPO(Algorithm):
             order = torch.randperm(batch, device=mask.device)
             for start in range(0, batch, size):
                 rows = order[start : start + size]
-                with autocast(self.device, self.dtype):
-                    out = self.policy.response_outputs(
-                        rollout.query_response[rows],
-                        rollout.attention_mask[rows],
-                        rollout.prompt_len,
-                    )
-                logp = logprobs_from_logits(out.logits.float() / self.temperature, tokens[rows])
-                pl, ps = ppo_policy_loss(
-                    logp, rollout.logprobs[rows], advantages[rows], mask[rows], cfg.clip_range
-                )
-                vl, vs = ppo_value_loss(
-                    out.values.float(),
-                    rollout.values[rows],
-                    returns[rows],
-                    mask[rows],
-                    cfg.clip_range_value,
-                )
-                stats["norm"].append(self.optimizer_step(pl + cfg.vf_coef * vl))
+                pl, vl, ps, vs = self._losses(rollout, rows, advantages, returns)
+                loss = pl + cfg.vf_coef * vl
+                if self.one_step_per_batch:  # this slice's share of the batch's token mean
+                    loss = loss * (mask[rows].sum() / tokens)
+                    if torch.isfinite(loss):
+                        loss.backward()
+                else:
+                    stats["norm"].append(self.optimizer_step(loss))
                 stats["pl"].append(float(pl.detach()))
                 stats["vl"].append(float(vl.detach()))
                 stats["clipfrac"].append(float(ps["clipfrac"]))
                 stats["approx_kl"].append(float(ps["approx_kl"]))
                 stats["vf_clip"].append(float(vs["vf_clipfrac"]))
+        if self.one_step_per_batch:
+            stats["norm"].append(self._step_accumulated(stats["pl"], stats["vl"]))
         kl, kl_metrics = self.finish_update(rollout)
         mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
         metrics = {
@@ -205,3 +199,36 @@ class PPO(Algorithm):
             "policy/grad_norm": mean(stats["norm"]),
         }
         return UpdateResult(metrics, advantages.detach(), kl)
+
+    def _losses(self, rollout, rows, advantages, returns):
+        """(policy loss with the entropy bonus, value loss, their stats) of some rows."""
+        cfg, m = self.cfg, rollout.mask[rows]
+        with autocast(self.device, self.dtype):
+            out = self.policy.response_outputs(
+                rollout.query_response[rows], rollout.attention_mask[rows], rollout.prompt_len
+            )
+        logits = out.logits.float() / self.temperature
+        logp = logprobs_from_logits(logits, rollout.response[rows])
+        pl, ps = ppo_policy_loss(
+            logp,
+            rollout.logprobs[rows],
+            advantages[rows],
+            m,
+            cfg.clip_range,
+            cfg.epsilon_high or None,
+        )
+        if cfg.entropy_coef:
+            pl = pl + self.entropy_bonus(entropy_from_logits(logits), m, m.sum())
+        vl, vs = ppo_value_loss(
+            out.values.float(), rollout.values[rows], returns[rows], m, cfg.clip_range_value
+        )
+        return pl, vl, ps, vs
+
+    def _step_accumulated(self, policy_losses, value_losses) -> float:
+        """The one step of a batch whose minibatches only accumulated gradients."""
+        total = sum(policy_losses) + self.cfg.vf_coef * sum(value_losses)
+        if distributed.any_rank(not math.isfinite(total)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return math.nan
+        return self.apply_gradients()

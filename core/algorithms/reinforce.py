@@ -16,6 +16,7 @@ from core.algorithms.common import (
     masked_fill_zero,
     masked_sum,
 )
+from core.config import kl_placement
 from core.parallel import distributed
 
 
@@ -85,7 +86,8 @@ class Reinforce(Algorithm):
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         cfg, mask = self.cfg, rollout.mask
         scores = self.shape_scores(scores, rollout.ended)
-        kl_pen = kl_estimate(rollout.logprobs, rollout.ref_logprobs, cfg.kl_estimator) * mask
+        _, estimator = kl_placement(cfg)
+        kl_pen = kl_estimate(rollout.logprobs, rollout.ref_logprobs, estimator) * mask
         coef = self.kl_ctl.value
         returns = scores - coef * kl_pen.sum(1)
         # The first batch has no history: its own mean is the only honest baseline.
@@ -93,12 +95,15 @@ class Reinforce(Algorithm):
         baseline = self.baseline.value if self.baseline.value is not None else batch_mean
         advantages = sequence_advantages(scores, kl_pen, mask, coef, baseline)
         self.baseline.update(batch_mean)
-        total_tokens = mask.sum().clamp(min=1)
+        loss_mask = self.loss_mask(rollout)
+        total_tokens = loss_mask.sum().clamp(min=1)
 
-        def minibatch_loss(logp, rows):  # token-normalised over the whole batch
-            return reinforce_loss(logp, advantages[rows], mask[rows]) * (
-                mask[rows].sum() / total_tokens
-            )
+        def minibatch_loss(logp, entropy, rows):  # token-normalised over the whole batch
+            m = loss_mask[rows]
+            loss = reinforce_loss(logp, advantages[rows], m) * (m.sum() / total_tokens)
+            if entropy is not None:
+                loss = loss + self.entropy_bonus(entropy, m, total_tokens)
+            return loss
 
         loss, norm = self.accumulated_step(rollout, minibatch_loss)
         kl, kl_metrics = self.finish_update(rollout)

@@ -1,14 +1,15 @@
 """RLOO (Ahmadian et al. 2024): k completions per prompt, each judged against the mean
 of the other k-1; no critic. The KL to the reference is either subtracted from each
-completion's score (per-token penalty, summed) or added to the loss as k3."""
+completion's score (per-token penalty, summed) or added to the loss."""
 
 from __future__ import annotations
 
 import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
-from core.algorithms.common import kl_estimate, masked_mean
+from core.algorithms.common import kl_estimate, masked_sum
 from core.algorithms.group import rloo_advantages, rloo_loss
+from core.config import kl_placement
 
 
 class RLOO(Algorithm):
@@ -19,26 +20,30 @@ class RLOO(Algorithm):
         return self.cfg.minibatches == 1
 
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
-        cfg, mask = self.cfg, rollout.mask
-        logp = None
+        cfg, mask = self.cfg, self.loss_mask(rollout)
+        first = None
         if rollout.logprobs is None:  # one pass: the update's forward is the sampling policy's
-            logp = self.sampling_logprobs_from_update(rollout, slice(None))
+            first = self.sampling_logprobs_from_update(rollout, slice(None))
         scores = self.shape_scores(scores, rollout.ended)
         coef = self.kl_ctl.value
-        if cfg.kl_in == "reward":
-            kl_pen = kl_estimate(rollout.logprobs, rollout.ref_logprobs, cfg.kl_estimator) * mask
-            scores = scores - coef * kl_pen.sum(1)
+        where, estimator = kl_placement(cfg)
+        if where == "reward":
+            kl = kl_estimate(rollout.logprobs, rollout.ref_logprobs, estimator)
+            scores = scores - coef * masked_sum(kl, rollout.mask, dim=1)
         advantages = rloo_advantages(scores, cfg.group_size)
         batch = mask.shape[0]
+        tokens = mask.sum().clamp(min=1)  # the whole batch's: minibatches must not reweigh
 
-        def minibatch_loss(logp, rows):
+        def minibatch_loss(logp, entropy, rows):
             loss = rloo_loss(logp, advantages[rows], mask[rows]) * (logp.shape[0] / batch)
-            if cfg.kl_in == "loss":
-                k3 = kl_estimate(logp, rollout.ref_logprobs[rows], "k3")
-                loss = loss + coef * masked_mean(k3, mask[rows]) * (logp.shape[0] / batch)
+            if where == "loss":
+                kl = kl_estimate(logp, rollout.ref_logprobs[rows], estimator)
+                loss = loss + coef * masked_sum(kl, mask[rows]) / tokens
+            if entropy is not None:
+                loss = loss + self.entropy_bonus(entropy, mask[rows], tokens)
             return loss
 
-        loss, norm = self.accumulated_step(rollout, minibatch_loss, logp)
+        loss, norm = self.accumulated_step(rollout, minibatch_loss, first)
         kl, kl_metrics = self.finish_update(rollout)
         metrics = {
             "loss/policy": loss,
@@ -46,5 +51,5 @@ class RLOO(Algorithm):
             "objective/score_shaped": float(scores.mean()),
             "policy/grad_norm": norm,
         }
-        token_adv = advantages[:, None].expand_as(mask) * mask
+        token_adv = advantages[:, None].expand_as(rollout.mask) * rollout.mask
         return UpdateResult(metrics, token_adv.detach(), kl)

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         with _quit_on_sigterm():
             code = _command(args)
@@ -106,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         return _reader_gone()
     except KeyboardInterrupt as exc:  # also while starting up: one line, no traceback
         return _interrupted(args, exc)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A renamed setting is one plain line; other warnings print as Python prints them."""
+    from core.config import RenamedSetting
+
+    out = file or sys.stderr
+    if issubclass(category, RenamedSetting):
+        out.write(f"note: {message}\n")
+    else:
+        out.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _reader_gone() -> int:

@@ -237,6 +237,7 @@ class TrainingRun:
         for hint in (
             cpu_bf16_hint(models.device, models.dtype),
             bf16_unpacked_reason(models.device, models.dtype),
+            truncated_sampling_note(self.cfg.generation),
         ):
             if hint and self.rank == 0:
                 yield Log("info", hint)
@@ -395,3 +396,14 @@ def _restore_rng(state: dict, rank: int, world: int, seed: int) -> None:
         set_rng_state(state["rng"])
     else:
         seed_everything(seed + RANK_SEED_STRIDE * rank + state["step"])
+
+
+def truncated_sampling_note(gen) -> str | None:
+    """What top-k / top-p sampling means for the numbers, said once in the run's log."""
+    if not gen.top_k and gen.top_p >= 1.0:
+        return None
+    return (
+        "generation.top_k / top_p: completions are drawn from the truncated distribution, "
+        "but logprobs, ratios and the KL are computed under the full softmax, "
+        "so they slightly understate the sampled tokens' probability"
+    )

@@ -59,7 +59,7 @@ def test_toml_round_trip(tmp_path):
         ),
         ('[training]\nsteps = "ten"\n', "training.steps = 'ten': expected a whole number"),
         ("[training]\nstepz = 3\n", "unknown setting 'stepz' in [training]; known: steps"),
-        ('[algorithm]\nkl_estimator = "k9"\n', "must be one of k1, k3"),
+        ('[algorithm]\nkl_estimator = "k9"\n', "must be one of auto, k1, k2, k3"),
         ('[algorithm]\nname = "grpo"\n', "algorithm.group_size = 1: grpo compares completions"),
         ('[algorithm]\nname = "ilql"\n[ilql]\nmode = "offline"\n', "ilql.dataset: offline ILQL"),
         (

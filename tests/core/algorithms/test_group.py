@@ -283,3 +283,60 @@ def test_bool_float_masks_agree_and_bfloat16_gives_float32():
     assert torch.equal(rloo_loss(logp, adv, mask.bool()), rloo_loss(logp, adv, mask))
     assert rloo_advantages(t([1.0, 2.0]).bfloat16(), 2).dtype == torch.float32
     assert group_advantages(t([1.0, 2.0]).bfloat16(), 2)[0].dtype == torch.float32
+
+
+# --- the GRPO family: TRL's loss_type, clip-higher, GSPO, batch scaling ----------------------
+
+
+def test_grpo_loss_sum_over_a_divisor_dr_grpo_and_dapo():
+    # Clipped case per token: -1, -1.2, -0.5 | 1.5, 0.8 -> sum -0.4.
+    # dr_grpo: rows x max_new_tokens = 2 x 3 = 6 -> -0.4 / 6 = -0.0666667
+    # dapo: the step's tokens over every process, say 10 -> -0.04
+    logp, old, adv, mask = _clip_case()
+    for divisor, expected in ((6.0, -0.0666667), (10.0, -0.04)):
+        loss, _ = grpo_policy_loss(logp, old, logp, adv, mask, 0.2, 0.0, "sum", divisor=divisor)
+        close(loss, expected)
+    with pytest.raises(ValueError, match="needs a divisor"):
+        grpo_policy_loss(logp, old, logp, adv, mask, 0.2, 0.0, "sum")
+
+
+def test_grpo_loss_clip_higher():
+    # eps_low 0.2, eps_high 0.6: row 0 (A=+1) r=1.5 is no longer clipped: max(-1.5, -1.5) =
+    # -1.5; r=0.5: max(-0.5, -0.8) = -0.5; row 1 (A=-1): r=1.5: 1.5; r=0.5: max(0.5, 0.8) = 0.8
+    # token: (-1 - 1.5 - 0.5 + 1.5 + 0.8) / 5 = -0.7 / 5 = -0.14; clipped only at row 1's 0.5
+    logp, old, adv, mask = _clip_case()
+    loss, stats = grpo_policy_loss(logp, old, logp, adv, mask, 0.2, 0.0, "token", clip_high=0.6)
+    close(loss, -0.14)
+    close(stats["clipfrac"], 0.2)
+
+
+def test_grpo_loss_sequence_level_ratio_gspo():
+    # One ratio per row: exp(mean log ratio). Row 0: (0 + ln 1.5 + ln 0.5) / 3 = ln(0.75) / 3
+    #   -> s0 = 0.75^(1/3) = 0.9085603 ; row 1: ln(0.75) / 2 -> s1 = 0.75^(1/2) = 0.8660254.
+    # Both inside [0.8, 1.2]: row 0 (A=+1) -s0 at each token, row 1 (A=-1) +s1.
+    # token:    (3 x -0.9085603 + 2 x 0.8660254) / 5 = -0.9936301 / 5 = -0.1987260
+    # sequence: (-0.9085603 + 0.8660254) / 2 = -0.0212675
+    logp, old, adv, mask = _clip_case()
+    lp = logp.clone().requires_grad_(True)
+    loss, _ = grpo_policy_loss(lp, old, logp, adv, mask, 0.2, 0.0, "token", level="sequence")
+    close(loss, -0.1987260)
+    # d/dlogp_t: the 3 (2) tokens of a row share its ratio, each through 1/3 (1/2) of the
+    # mean: row 0: (1/5) x 3 x -s0 / 3 = -s0 / 5 = -0.1817121 ; row 1: s1 / 5 = 0.1732051
+    loss.backward()
+    close(lp.grad, [[-0.1817121] * 3, [0.1732051, 0.1732051, 0.0]])
+    loss, _ = grpo_policy_loss(logp, old, logp, adv, mask, 0.2, 0.0, "sequence", level="sequence")
+    close(loss, -0.0212675)
+
+
+def test_group_advantages_scaled_by_the_batch_std():
+    # Groups [0, 2, 4] (mean 2) and [1, 1, 7] (mean 3): centred -2, 0, 2 | -2, -2, 4;
+    # divided by the batch's std 2 (given): -1, 0, 1 | -1, -1, 2
+    adv, _ = group_advantages(
+        t([0.0, 2.0, 4.0, 1.0, 1.0, 7.0]), 3, scale="batch", batch_std=2.0, eps=0.0
+    )
+    close(adv, [-1.0, 0.0, 1.0, -1.0, -1.0, 2.0])
+    # Without a given std, this batch's own (unbiased): sqrt(33.5 / 5) = 2.5884358
+    adv, _ = group_advantages(t([0.0, 2.0, 4.0, 1.0, 1.0, 7.0]), 3, scale="batch", eps=0.0)
+    close(adv, [x / 2.5884358 for x in (-2.0, 0.0, 2.0, -2.0, -2.0, 4.0)])
+    none, _ = group_advantages(t([0.0, 2.0, 4.0]), 3, scale="none")
+    close(none, [-2.0, 0.0, 2.0])
