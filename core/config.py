@@ -184,6 +184,27 @@ class AlgorithmConfig:
         min=0.0,
         max=10.0,
     )
+    target_kl: float = setting(
+        0.0,
+        "PPO: stop a batch's epochs early once the approximate KL to the sampling policy "
+        "passes this; 0 = off",
+        min=0.0,
+        max=100.0,
+    )
+    ratio_threshold: float = setting(
+        10.0,
+        "PPO: skip a minibatch whose mean importance ratio passes this (a loss spike)",
+        min=1.0,
+        max=1e6,
+    )
+    top_entropy_quantile: float = setting(
+        1.0,
+        "GRPO: only this share of the tokens, those of highest entropy, carry the policy "
+        "loss (Wang et al. 2025: 0.2); 1 = all",
+        min=0.0,
+        max=1.0,
+        min_exclusive=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -457,6 +478,9 @@ _ALGORITHM_ONLY = (
     ("loss_type", "grpo", ("grpo",)),
     ("mask_truncated_completions", False, ("grpo", "rloo", "reinforce")),
     ("entropy_coef", 0.0, ("ppo", "a2c", "reinforce", "rloo", "grpo")),
+    ("target_kl", 0.0, ("ppo",)),
+    ("ratio_threshold", 10.0, ("ppo",)),
+    ("top_entropy_quantile", 1.0, ("grpo",)),
 )
 
 

@@ -115,6 +115,7 @@ def grpo_policy_loss(
     kl_estimator: str = "k3",
     level: str = "token",
     divisor: float | None = None,
+    policy_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (loss 0-d, stats) for the GRPO objective, float32.
 
@@ -125,6 +126,8 @@ def grpo_policy_loss(
     default; its gradient flows through logprobs, pulling them towards ref_logprobs).
     ``level`` "sequence" (GSPO): every token of row b carries the row's one ratio,
     exp(mean over its real tokens of the log ratio), so the clip acts per completion.
+    ``policy_mask`` [B, R]: only its tokens carry the policy term (the KL term and the
+    normalisation still cover every real token), as TRL's ``top_entropy_quantile`` does.
 
     ``normalize``: "sequence" takes the mean over each row's real tokens, then the mean over
     the B rows (a row with no real token contributes 0); "token" takes the sum over all real
@@ -157,6 +160,8 @@ def grpo_policy_loss(
     adv = masked_fill_zero(advantages.float().reshape(-1, 1).expand_as(logp), m)
     high = clip_range if clip_high is None else clip_high
     policy_term, was_clipped = _clipped_surrogate(log_ratio, adv, clip_range, high)
+    if policy_mask is not None:
+        policy_term = masked_fill_zero(policy_term, policy_mask)
     # 0 at padding: both sides are 0 there
     kl = kl_estimate(logp, masked_fill_zero(ref_logprobs, m), kl_estimator)
     per_token = masked_fill_zero(policy_term + kl_coef * kl, m)
@@ -178,6 +183,18 @@ def _normalized(per_token, m, normalize: str, divisor: float | None) -> torch.Te
     if not divisor or divisor <= 0:
         raise ValueError(f'normalize "sum" needs a divisor > 0, got {divisor!r}')
     return masked_sum(per_token, m) / divisor
+
+
+@torch.no_grad()
+def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, share: float) -> torch.Tensor:
+    """Returns the bool mask [B, R] of the real tokens whose entropy is among the highest
+    ``share`` of them (Wang et al. 2025, TRL's ``top_entropy_quantile``): at or above the
+    (1 - share) quantile of the real tokens' entropies. share 1 keeps every real token."""
+    m = bool_mask(mask)
+    if share >= 1.0 or not m.any():
+        return m
+    threshold = torch.quantile(entropy.float()[m], 1.0 - share)
+    return m & (entropy.float() >= threshold)
 
 
 def rloo_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import kl_estimate, masked_sum
-from core.algorithms.group import group_advantages, grpo_policy_loss
+from core.algorithms.group import group_advantages, grpo_policy_loss, high_entropy_mask
 from core.config import kl_placement
 from core.parallel import distributed
 
@@ -85,6 +85,9 @@ class GRPO(Algorithm):
 
     def _loss(self, rollout, rows, logp, entropy, advantages, mask, coef, where):
         cfg, m = self.cfg, mask[rows]
+        forking = None
+        if cfg.top_entropy_quantile < 1.0:  # only the forking tokens carry the policy term
+            forking = high_entropy_mask(rollout.entropy[rows], m, cfg.top_entropy_quantile)
         normalize, divisor = self._normalization(m)
         _, estimator = kl_placement(cfg)
         loss, stats = grpo_policy_loss(
@@ -100,6 +103,7 @@ class GRPO(Algorithm):
             kl_estimator=estimator if where == "loss" else "k3",
             level=cfg.importance_sampling_level,
             divisor=divisor,
+            policy_mask=forking,
         )
         if entropy is not None:
             loss = loss + self.entropy_bonus(entropy, m, m.sum())

@@ -166,28 +166,23 @@ class PPO(Algorithm):
         stats: dict[str, list[float]] = {
             k: [] for k in ("pl", "vl", "clipfrac", "approx_kl", "vf_clip", "norm")
         }
+        per_epoch = math.ceil(batch / size)
+        epochs = skipped = 0
         for _epoch in range(cfg.epochs):
+            epochs += 1
             order = torch.randperm(batch, device=mask.device)
             for start in range(0, batch, size):
                 rows = order[start : start + size]
-                pl, vl, ps, vs = self._losses(rollout, rows, advantages, returns)
-                loss = pl + cfg.vf_coef * vl
-                if self.one_step_per_batch:  # this slice's share of the batch's token mean
-                    loss = loss * (mask[rows].sum() / tokens)
-                    if torch.isfinite(loss):
-                        loss.backward()
-                else:
-                    stats["norm"].append(self.optimizer_step(loss))
-                stats["pl"].append(float(pl.detach()))
-                stats["vl"].append(float(vl.detach()))
-                stats["clipfrac"].append(float(ps["clipfrac"]))
-                stats["approx_kl"].append(float(ps["approx_kl"]))
-                stats["vf_clip"].append(float(vs["vf_clipfrac"]))
+                skipped += self._minibatch(rollout, rows, advantages, returns, tokens, stats)
+            if cfg.target_kl and _mean(stats["approx_kl"][-per_epoch:]) > cfg.target_kl:
+                break  # the policy moved far enough from the one that sampled
         if self.one_step_per_batch:
             stats["norm"].append(self._step_accumulated(stats["pl"], stats["vl"]))
         kl, kl_metrics = self.finish_update(rollout)
-        mean = lambda xs: float(sum(xs) / len(xs))  # noqa: E731
+        mean = _mean
         metrics = {
+            "policy/epochs": epochs,
+            "policy/ratio_skipped": skipped,
             "loss/policy": mean(stats["pl"]),
             "loss/value": mean(stats["vl"]),
             "policy/clipfrac": mean(stats["clipfrac"]),
@@ -199,6 +194,33 @@ class PPO(Algorithm):
             "policy/grad_norm": mean(stats["norm"]),
         }
         return UpdateResult(metrics, advantages.detach(), kl)
+
+    def _minibatch(self, rollout, rows, advantages, returns, tokens, stats) -> bool:
+        """Losses and the step of some rows, their figures into `stats`; True when the
+        step was skipped for a mean ratio past `ratio_threshold` (a loss spike)."""
+        pl, vl, ps, vs = self._losses(rollout, rows, advantages, returns)
+        spike = float(ps["ratio_mean"]) > self.cfg.ratio_threshold
+        if not spike:
+            loss = pl + self.cfg.vf_coef * vl
+            norm = self._minibatch_step(loss, rollout.mask[rows], tokens)
+            if norm is not None:
+                stats["norm"].append(norm)
+        stats["pl"].append(float(pl.detach()))
+        stats["vl"].append(float(vl.detach()))
+        stats["clipfrac"].append(float(ps["clipfrac"]))
+        stats["approx_kl"].append(float(ps["approx_kl"]))
+        stats["vf_clip"].append(float(vs["vf_clipfrac"]))
+        return spike
+
+    def _minibatch_step(self, loss, mask, tokens) -> float | None:
+        """A step of its own (its gradient norm), or (A2C) this slice's share of the
+        batch's one step, taken later (None)."""
+        if not self.one_step_per_batch:
+            return self.optimizer_step(loss)
+        loss = loss * (mask.sum() / tokens)
+        if torch.isfinite(loss):
+            loss.backward()
+        return None
 
     def _losses(self, rollout, rows, advantages, returns):
         """(policy loss with the entropy bonus, value loss, their stats) of some rows."""
@@ -232,3 +254,8 @@ class PPO(Algorithm):
             self.skipped_steps += 1
             return math.nan
         return self.apply_gradients()
+
+
+def _mean(xs: list[float]) -> float:
+    """The mean; NaN for an empty list (every minibatch skipped)."""
+    return float(sum(xs) / len(xs)) if xs else math.nan

@@ -316,6 +316,57 @@ EOS_PENALTY = BuiltinSpec(
 )
 
 
+def _overlong(*, tokenizer: Any, max_length: int, cache: int) -> BatchedReward:
+    if cache > max_length:
+        raise RewardConfigError(
+            f"overlong: cache ({cache}) must be at most max_length ({max_length})"
+        )
+    _needs_tokenizer("overlong", "tokens", tokenizer)
+    free = max_length - cache
+
+    def one(text: str) -> float:
+        n = len(tokenizer.encode(text, add_special_tokens=False))
+        if n <= free:
+            return 0.0
+        return -1.0 if n > max_length else (free - n) / max(cache, 1)
+
+    def score(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
+        return [one(c) for c in completions]
+
+    return score
+
+
+OVERLONG = BuiltinSpec(
+    kind="overlong",
+    summary="DAPO's soft overlong punishment: 0 while short, down to -1 near max_length",
+    score_range=(-1.0, 0.0),
+    params=(
+        Param(
+            "max_length",
+            "int",
+            "Tokens at which the punishment reaches -1: generation.max_new_tokens",
+            required=True,
+            min=1,
+            example=64,
+        ),
+        Param(
+            "cache",
+            "int",
+            "Width of the band before max_length in which the punishment grows",
+            default=16,
+            min=1,
+        ),
+    ),
+    build=_overlong,
+    help=(
+        "Yu et al. 2025 (DAPO), in tokens of the model: 0 up to max_length - cache, then "
+        "falling linearly to -1 at max_length, and -1 beyond. A completion cut off by the "
+        "length limit scores -1, one that stops just before it nearly so: the model learns "
+        "to finish within the budget without a cliff at the limit."
+    ),
+)
+
+
 # --- the registry --------------------------------------------------------------
 
 BUILTINS: dict[str, Factory] = {}
@@ -350,6 +401,7 @@ for _spec in (
     EMBEDDING_SIMILARITY,
     REPETITION,
     EOS_PENALTY,
+    OVERLONG,
 ):
     register(_spec)
 

@@ -340,3 +340,29 @@ def test_group_advantages_scaled_by_the_batch_std():
     close(adv, [x / 2.5884358 for x in (-2.0, 0.0, 2.0, -2.0, -2.0, 4.0)])
     none, _ = group_advantages(t([0.0, 2.0, 4.0]), 3, scale="none")
     close(none, [-2.0, 0.0, 2.0])
+
+
+def test_high_entropy_mask_keeps_the_forking_tokens():
+    from core.algorithms.group import high_entropy_mask
+
+    # Real entropies 0.1, 0.9, 0.5, 0.7 (row 1's last token is padding, entropy 9 ignored).
+    # share 0.5: the 0.5 quantile of [0.1, 0.5, 0.7, 0.9] is 0.6 (linear) -> keep 0.9, 0.7.
+    ent = t([[0.1, 0.9, 0.5], [0.7, 9.0, 9.0]])
+    mask = t([[1, 1, 1], [1, 0, 0]])
+    keep = high_entropy_mask(ent, mask, 0.5)
+    assert keep.tolist() == [[False, True, False], [True, False, False]]
+    assert high_entropy_mask(ent, mask, 1.0).tolist() == mask.bool().tolist()
+
+
+def test_grpo_policy_mask_drops_the_policy_term_only():
+    # Clipped case per token: -1, -1.2, -0.5 | 1.5, 0.8. Keep only (0, 1) and (1, 0):
+    # token normalisation still over all 5 real tokens: (-1.2 + 1.5) / 5 = 0.06;
+    # with ref = logp - 1 and kl_coef 0.1 the k3 term adds 0.0367879 at every real token.
+    logp, old, adv, mask = _clip_case()
+    keep = torch.tensor([[False, True, False], [True, False, False]])
+    loss, _ = grpo_policy_loss(logp, old, logp, adv, mask, 0.2, 0.0, "token", policy_mask=keep)
+    close(loss, 0.06)
+    loss, _ = grpo_policy_loss(
+        logp, old, logp - 1.0, adv, mask, 0.2, 0.1, "token", policy_mask=keep
+    )
+    close(loss, 0.06 + 0.0367879)

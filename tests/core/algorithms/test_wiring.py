@@ -142,3 +142,23 @@ def test_the_adaptive_kl_controller_counts_every_process(sampled, monkeypatch):
     # with 2 processes for 12 completions instead of 6.
     assert moves[0] == pytest.approx(-0.1 * 0.2 * 6 / cfg.algorithm.kl_horizon)
     assert moves[1] == pytest.approx(2 * moves[0])
+
+
+def test_ppo_skips_a_minibatch_whose_ratio_spikes(sampled):
+    models, rollout = sampled
+    stale = copy.copy(rollout)
+    stale.logprobs = rollout.logprobs - 1.0  # every ratio is e = 2.72
+    settings = {"algorithm.name": "ppo", "algorithm.epochs": 1, "algorithm.minibatches": 2}
+    assert len(gradients((models, stale), {**settings, "algorithm.ratio_threshold": 2.0})) == 0
+    assert len(gradients((models, stale), {**settings, "algorithm.ratio_threshold": 3.0})) == 2
+
+
+def test_ppo_stops_its_epochs_once_past_target_kl():
+    from core.events import Metrics
+    from core.training.loop import train
+
+    base = {"algorithm.epochs": 4, "training.steps": 1, "training.learning_rate": 1e-3}
+    for target, epochs in ((0.0, 4), (1e-9, 1)):
+        settings = {**base, "algorithm.target_kl": target}
+        (m,) = [e for e in train(tiny_config(settings)) if isinstance(e, Metrics)]
+        assert m.values["policy/epochs"] == epochs

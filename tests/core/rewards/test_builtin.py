@@ -482,3 +482,29 @@ def test_every_shipped_recipe_builds_its_reward_on_its_prompts() -> None:
             reward.close()
         assert len(result.total) == len(texts), path.name
         assert all(np.isfinite(result.total)), path.name
+
+
+class _WordTokens:
+    """A tokenizer whose tokens are words: lengths the comments below can count."""
+
+    def encode(self, text, add_special_tokens=False):
+        return text.split()
+
+
+def test_overlong_punishes_softly_near_the_limit():
+    from core.rewards.builtin.builtins import BUILTINS
+
+    reward = BUILTINS["overlong"](tokenizer=_WordTokens(), max_length=10, cache=4)
+    words = lambda n: " ".join(["w"] * n)  # noqa: E731
+    # free = 10 - 4 = 6: 0 up to 6 tokens; 8 -> (6 - 8) / 4 = -0.5; 10 -> -1; 12 -> -1
+    assert reward([""] * 5, [words(n) for n in (3, 6, 8, 10, 12)]) == [0.0, 0.0, -0.5, -1.0, -1.0]
+
+
+def test_overlong_refuses_a_band_wider_than_the_limit():
+    from core.rewards.builtin.builtins import BUILTINS
+    from core.rewards.errors import RewardConfigError
+
+    with pytest.raises(
+        RewardConfigError, match="cache \\(20\\) must be at most max_length \\(10\\)"
+    ):
+        BUILTINS["overlong"](tokenizer=_WordTokens(), max_length=10, cache=20)
