@@ -18,6 +18,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QPlainTextEdit, QTextEdit, QWidget
 
+INDENT = 4  # spaces per Tab, as PEP 8 and the reward templates
+
 
 def _fmt(color: str, bold: bool = False, italic: bool = False) -> QTextCharFormat:
     f = QTextCharFormat()
@@ -119,6 +121,54 @@ class CodeEditor(QPlainTextEdit):
         self.updateRequest.connect(self._scroll_gutter)
         self.textChanged.connect(self.clear_error)
         self._update_margin()
+
+    def keyPressEvent(self, event) -> None:
+        """Tab indents with four spaces (a tab character would mix with the spaces of the
+        templates: "inconsistent use of tabs and spaces"); Shift+Tab takes them away."""
+        if event.key() == Qt.Key_Tab and not event.modifiers() & Qt.ControlModifier:
+            self._indent()
+        elif event.key() == Qt.Key_Backtab:
+            self._dedent()
+        else:
+            super().keyPressEvent(event)
+
+    def _selected_blocks(self):
+        cursor = self.textCursor()
+        doc = self.document()
+        first = doc.findBlock(cursor.selectionStart())
+        last = doc.findBlock(cursor.selectionEnd())
+        if cursor.hasSelection() and cursor.selectionEnd() == last.position() and last != first:
+            last = last.previous()  # a selection ending at a line's start leaves that line
+        block = first
+        while block.isValid():
+            yield block
+            if block == last:
+                break
+            block = block.next()
+
+    def _indent(self) -> None:
+        cursor = self.textCursor()
+        if not cursor.hasSelection():
+            column = cursor.positionInBlock()
+            cursor.insertText(" " * (INDENT - column % INDENT))
+            return
+        cursor.beginEditBlock()
+        for block in list(self._selected_blocks()):
+            edit = QTextCursor(block)
+            edit.insertText(" " * INDENT)
+        cursor.endEditBlock()
+
+    def _dedent(self) -> None:
+        cursor = self.textCursor()
+        cursor.beginEditBlock()
+        for block in list(self._selected_blocks()):
+            spaces = len(block.text()) - len(block.text().lstrip(" "))
+            edit = QTextCursor(block)
+            edit.movePosition(
+                QTextCursor.Right, QTextCursor.KeepAnchor, min(spaces, INDENT) if spaces else 0
+            )
+            edit.removeSelectedText()
+        cursor.endEditBlock()
 
     def gutter_width(self) -> int:
         digits = max(3, len(str(self.blockCount())))
