@@ -229,8 +229,9 @@ class Dashboard(QWidget):
                         pen.setStyle(Qt.DashLine)
                     curve = self.plots[panel.title].plot(name=name, pen=pen, connect="finite")
                     self._curves[(r, key)] = curve
-                y = s.smoothed(self.smoothing)
-                curve.setData(self._x(s), _finite(y))
+                y = _finite(s.smoothed(self.smoothing))
+                curve.setData(self._x(s), y)
+                _mark_lone_point(curve, y)
             self._draw_band(r, run)
         self.redrawn.emit()
 
@@ -304,3 +305,19 @@ def _fmt(v: float) -> str:
     if v is None or not math.isfinite(v):
         return str(v)
     return f"{v:.4g}"
+
+
+def _mark_lone_point(curve: pg.PlotDataItem, y) -> None:
+    """A line needs two points: a series with one (the held-out evaluation at step 0, the
+    first step) is drawn as a dot in the curve's colour, until a second point comes."""
+    lone = int(np.isfinite(np.asarray(y, dtype=float)).sum()) == 1
+    if lone == (curve.opts.get("symbol") is not None):
+        return
+    if lone:
+        color = curve.opts["pen"].color()
+        curve.setSymbol("o")
+        curve.setSymbolSize(7)
+        curve.setSymbolBrush(color)
+        curve.setSymbolPen(color)
+    else:
+        curve.setSymbol(None)

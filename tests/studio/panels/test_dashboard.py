@@ -43,3 +43,18 @@ def test_dashboard_exports_png(qtbot, tmp_path):
     d.export_png(str(tmp_path / "reward.png"), panel="Reward")
     assert (tmp_path / "all.png").stat().st_size > 1000
     assert (tmp_path / "reward.png").stat().st_size > 500
+
+
+def test_a_curve_with_one_point_is_drawn_as_a_dot(qtbot):
+    d = Dashboard()
+    qtbot.addWidget(d)
+    d.show_runs([RunSeries("live")])
+    d.add_metrics(0, 1, 1.0, {"reward/mean": 0.3})
+    d.redraw_if_dirty()
+    curve = d._curves[(0, "reward/mean")]
+    assert curve.opts["symbol"] == "o"
+    xs, ys = curve.scatter.getData()
+    assert list(xs) == [1] and list(ys) == [0.3]  # the dot is where the point is
+    d.add_metrics(0, 2, 2.0, {"reward/mean": 0.4})
+    d.redraw_if_dirty()
+    assert curve.opts["symbol"] is None  # two points: a line again
