@@ -69,9 +69,14 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     prompts: str = setting(
-        "story_openings", "A bundled prompt set name, or a .jsonl / .csv / .txt file"
+        "story_openings",
+        "A bundled prompt set name, a .jsonl / .json / .csv / .txt / .parquet file, or a "
+        "folder saved with datasets' save_to_disk",
     )
-    prompt_column: str = setting("prompt", "Column holding the prompt text (.jsonl / .csv)")
+    prompt_column: str = setting(
+        "prompt", "Column holding the prompt: text, or a list of chat messages (role, content)"
+    )
+    split: str = setting("train", "The split to read from a saved DatasetDict folder")
     chat_template: str = setting(
         "auto", "Wrap prompts in the model's chat template", choices=("auto", "on", "off")
     )

@@ -60,10 +60,14 @@ def test_bad_prompt_files_say_what_and_where(tmp_path):
         load_prompts(DataConfig(prompts=str(wrong_col)))
     with pytest.raises(DataError, match="prompt set not found: nowhere.jsonl"):
         load_prompts(DataConfig(prompts="nowhere.jsonl"))
-    odd = tmp_path / "x.parquet"
+    odd = tmp_path / "x.xlsx"
     odd.write_text("x")
-    with pytest.raises(DataError, match="unsupported prompt file type .parquet"):
+    with pytest.raises(DataError, match="unsupported prompt file type .xlsx"):
         load_prompts(DataConfig(prompts=str(odd)))
+    not_parquet = tmp_path / "x.parquet"
+    not_parquet.write_text("x")
+    with pytest.raises(DataError, match="x.parquet: not a readable parquet file"):
+        load_prompts(DataConfig(prompts=str(not_parquet)))
 
 
 def test_sampler_is_seeded_covers_every_prompt_per_pass_and_resumes_anywhere():
