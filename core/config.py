@@ -71,9 +71,14 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     prompts: str = setting(
-        "story_openings", "A bundled prompt set name, or a .jsonl / .csv / .txt file"
+        "story_openings",
+        "A bundled prompt set name, a .jsonl / .json / .csv / .txt / .parquet file, or a "
+        "folder saved with datasets' save_to_disk",
     )
-    prompt_column: str = setting("prompt", "Column holding the prompt text (.jsonl / .csv)")
+    prompt_column: str = setting(
+        "prompt", "Column holding the prompt: text, or a list of chat messages (role, content)"
+    )
+    split: str = setting("train", "The split to read from a saved DatasetDict folder")
     chat_template: str = setting(
         "auto", "Wrap prompts in the model's chat template", choices=("auto", "on", "off")
     )
@@ -538,17 +543,55 @@ def validate(cfg: RunConfig) -> RunConfig:
     return checked
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def read_recipe_file(path: Path) -> dict:
+    """The plain data of a recipe: TOML, or YAML for a .yaml / .yml file (the same fields)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if path.suffix.lower() in YAML_SUFFIXES:
+        data = _read_yaml(path, text)
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _read_yaml(path: Path, text: str) -> Any:
+    import re
+
+    import yaml  # only for a YAML recipe
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that also reads 1e-6 as a number (YAML 1.1 wants 1.0e-6, but TRL
+        configs and Python write 1e-6 for a learning rate)."""
+
+    number = re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789."))
+    try:
+        data = yaml.load(text, Loader=Loader)  # safe: SafeLoader's constructors only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(
+            f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
+    return {} if data is None else data
+
+
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a recipe TOML; errors name the file and the setting."""
+    """Read and validate a recipe (TOML, or YAML); errors name the file and the setting."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
+    data = read_recipe_file(path)
     base_dir = path.resolve().parent
     try:
         cfg = from_dict(RunConfig, data)
@@ -563,7 +606,15 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(tomli_w.dumps(to_dict(cfg)), encoding="utf-8")
+    """Write the recipe as TOML, or as YAML to a .yaml / .yml path."""
+    path = Path(path)
+    if path.suffix.lower() in YAML_SUFFIXES:
+        import yaml
+
+        text = yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+    else:
+        text = tomli_w.dumps(to_dict(cfg))
+    path.write_text(text, encoding="utf-8")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -1,126 +1,153 @@
-"""Prompt sets: the bundled ones in assets/prompts and a user's .jsonl, .csv or .txt."""
+"""Prompt sets: the bundled ones in assets/prompts, a user's file (.jsonl, .json, .csv,
+.txt, .parquet) or a folder saved with `datasets`' `save_to_disk`.
+
+A prompt is text or, as in TRL's conversational format, a chat: a list of
+`{"role", "content"}` messages, which goes straight to the tokenizer's chat template.
+"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.config import DataConfig, RunConfig
+from core.data_sources import FILE_TYPES, DataError, read_rows, rows_jsonl
 from core.paths import assets_dir
 
-
-class DataError(ValueError):
-    """A prompt set that cannot be used; the message names the file and the line."""
+Chat = tuple[dict[str, str], ...]
 
 
 @dataclass(frozen=True)
 class PromptSet:
     name: str
-    prompts: tuple[str, ...]
+    prompts: tuple[str, ...]  # as text (a chat's messages one per line): to show and store
     columns: dict[str, tuple] = field(default_factory=dict)  # extra columns, aligned with prompts
+    chats: tuple[Chat, ...] | None = None  # the messages, when the prompts are chats
 
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def batch(self, indices) -> tuple[list[str], dict[str, list]]:
+    def batch(self, indices) -> tuple[list[Any], dict[str, list]]:
+        """The prompts as the data holds them (text, or message lists) and their columns."""
         idx = list(indices)
-        return [self.prompts[i] for i in idx], {
+        source = self.chats if self.chats is not None else self.prompts
+        return [_plain(source[i]) for i in idx], {
             k: [v[i] for i in idx] for k, v in self.columns.items()
         }
+
+
+def _plain(prompt: Any) -> Any:
+    return [dict(m) for m in prompt] if isinstance(prompt, tuple) else prompt
+
+
+def is_chat(prompt: Any) -> bool:
+    return isinstance(prompt, (list, tuple))
+
+
+def chat_text(prompt: Any) -> str:
+    """A prompt as text: a chat as "role: content" lines (a lone user message: its content)."""
+    if not is_chat(prompt):
+        return prompt
+    if len(prompt) == 1 and prompt[0].get("role") == "user":
+        return prompt[0]["content"]
+    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def as_chats(prompts: Sequence[Any], completions: Sequence[str]) -> tuple[list, list]:
+    """Prompts and completions as TRL hands them to a reward: with chat prompts each
+    completion is `[{"role": "assistant", "content": text}]`; text stays text."""
+    if not prompts or not is_chat(prompts[0]):
+        return list(prompts), list(completions)
+    return (
+        [[dict(m) for m in p] for p in prompts],
+        [[{"role": "assistant", "content": c}] for c in completions],
+    )
 
 
 def bundled_prompt_sets() -> dict[str, Path]:
     return {p.stem: p for p in sorted((assets_dir() / "prompts").glob("*.jsonl"))}
 
 
-def _rows_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}"
-            )
-        rows.append(row)
-    return rows
-
-
-def _rows_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _rows_txt(path: Path, column: str) -> list[dict]:
-    return [
-        {column: line.strip()}
-        for line in path.read_text(encoding="utf-8-sig").splitlines()
-        if line.strip()
-    ]
+def prompt_source(cfg: DataConfig, base_dir: str | Path = "") -> Path:
+    """The file or folder `cfg.prompts` names (a bundled set's file for its name)."""
+    bundled = bundled_prompt_sets()
+    if cfg.prompts in bundled:
+        return bundled[cfg.prompts]
+    path = Path(cfg.prompts).expanduser()
+    if not path.is_absolute() and base_dir:
+        path = Path(base_dir) / path
+    if not path.exists():
+        raise DataError(
+            f"prompt set not found: {cfg.prompts} (bundled sets: "
+            f"{', '.join(bundled) or 'none'}; or give a {', '.join(FILE_TYPES)} file "
+            "or a folder saved with Dataset.save_to_disk)"
+        )
+    return path
 
 
 def load_prompts(cfg: DataConfig, base_dir: str | Path = "") -> PromptSet:
     """Read the configured prompt set; empty sets and missing columns are errors."""
-    bundled = bundled_prompt_sets()
-    if cfg.prompts in bundled:
-        path = bundled[cfg.prompts]
-    else:
-        path = Path(cfg.prompts).expanduser()
-        if not path.is_absolute() and base_dir:
-            path = Path(base_dir) / path
-        if not path.is_file():
-            raise DataError(
-                f"prompt set not found: {cfg.prompts} (bundled sets: "
-                f"{', '.join(bundled) or 'none'}; or give a .jsonl, .csv or .txt file)"
-            )
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            rows = _rows_jsonl(path)
-        elif suffix == ".csv":
-            rows = _rows_csv(path)
-        elif suffix == ".txt":
-            rows = _rows_txt(path, cfg.prompt_column)
-        else:
-            raise DataError(
-                f"{path}: unsupported prompt file type {suffix or '(none)'}; "
-                "use .jsonl, .csv or .txt"
-            )
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file") from None
+    path = prompt_source(cfg, base_dir)
+    rows = read_rows(path, cfg.prompt_column, cfg.split)
     if not rows:
         raise DataError(f"{path}: the prompt set is empty")
-    for i, row in enumerate(rows, 1):
-        text = row.get(cfg.prompt_column)
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(
-                f"{path} row {i}: no text in column {cfg.prompt_column!r} "
-                f"(columns: {', '.join(row) or 'none'})"
-            )
+    chats = [_checked_prompt(path, i, row, cfg.prompt_column) for i, row in enumerate(rows, 1)]
+    kinds = {isinstance(c, tuple) for c in chats}
+    if len(kinds) > 1:
+        first_text = next(i for i, c in enumerate(chats, 1) if isinstance(c, str))
+        first_chat = next(i for i, c in enumerate(chats, 1) if isinstance(c, tuple))
+        raise DataError(
+            f"{path}: column {cfg.prompt_column!r} mixes text (row {first_text}) and chat "
+            f"messages (row {first_chat}); use one kind for the whole set"
+        )
     extra = sorted({k for row in rows for k in row} - {cfg.prompt_column})
     columns = {k: tuple(row.get(k) for row in rows) for k in extra}
-    return PromptSet(path.stem, tuple(row[cfg.prompt_column] for row in rows), columns)
+    texts = tuple(chat_text(c) for c in chats)
+    conversational = kinds == {True}
+    return PromptSet(path.stem, texts, columns, tuple(chats) if conversational else None)
 
 
-def format_prompt(tokenizer, text: str, chat_template: str) -> str:
-    """Wrap a prompt in the model's chat template when asked (auto: when it has one)."""
-    use = chat_template == "on" or (
-        chat_template == "auto" and getattr(tokenizer, "chat_template", None)
+def _checked_prompt(path: Path, i: int, row: dict, column: str) -> str | Chat:
+    """The row's prompt: non-empty text, or a list of {"role", "content"} messages."""
+    value = row.get(column)
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        for j, m in enumerate(value):
+            ok = isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("role", "content"))
+            if not ok:
+                raise DataError(
+                    f"{path} row {i}: message {j} of column {column!r} is not a "
+                    f'{{"role": ..., "content": ...}} pair of strings: {str(m)[:80]}'
+                )
+        return tuple({"role": m["role"], "content": m["content"]} for m in value)
+    raise DataError(
+        f"{path} row {i}: no text in column {column!r} (columns: {', '.join(row) or 'none'}); "
+        'a prompt is text or a list of {"role", "content"} chat messages'
     )
-    if not use:
-        return text
-    if not getattr(tokenizer, "chat_template", None):
+
+
+def format_prompt(tokenizer, prompt: str | Sequence[dict], chat_template: str) -> str:
+    """The text the model is given. A text prompt is wrapped in the model's chat template
+    when asked (auto: when it has one); chat messages go to the template as they are, or,
+    with no template to use (off, or auto on a model without one), become plain
+    "role: content" lines ending in "assistant:"."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if chat_template == "on" and not has_template:
         raise DataError("data.chat_template = 'on' but this model's tokenizer has no chat template")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-    )
+    use = chat_template == "on" or (chat_template == "auto" and has_template)
+    if not is_chat(prompt):
+        messages = [{"role": "user", "content": prompt}] if use else None
+    else:
+        messages = [dict(m) for m in prompt]
+        if not use:
+            return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+    if messages is None:
+        return prompt
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 class PromptSampler:
@@ -157,7 +184,7 @@ def load_rated(path: str | Path, base_dir: str | Path = "") -> list[dict]:
         path = Path(base_dir) / path
     if not path.is_file():
         raise DataError(f"rated data set not found: {path}")
-    rows = _rows_jsonl(path)
+    rows = rows_jsonl(path)
     if not rows:
         raise DataError(f"{path}: the rated data set is empty")
     for lineno, row in enumerate(rows, 1):

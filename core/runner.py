@@ -35,6 +35,7 @@ from core.lm.sources import TINY_RANDOM, resolve_source
 from core.parallel import distributed
 from core.paths import data_dir
 from core.rewards import RewardError
+from core.rewards.trial import trial_call
 from core.store import CheckpointInfo, RunRecorder, RunStatus, Store
 from core.training.loop import Resume, build_run_reward, train
 
@@ -53,11 +54,12 @@ def checkpoint_root(store: Store, run_id: int) -> Path:
 
 def preflight(cfg: RunConfig, progress: Callable[[str], None] | None = None) -> RunConfig:
     """Check what a user can get wrong before a run row exists: settings, prompts,
-    reward code and the model's path. Raises ConfigError / DataError / ModelError /
-    RewardConfigError with one clear message."""
+    reward code (loaded, and called once on a dummy batch) and the model's path. Raises
+    ConfigError / DataError / ModelError / RewardConfigError with one clear message."""
     cfg = validate(cfg)
-    load_prompts(cfg.data, cfg.base_dir)
-    build_run_reward(cfg, _TokenCounter()).close()
+    prompt_set = load_prompts(cfg.data, cfg.base_dir)
+    with build_run_reward(cfg, _TokenCounter()) as reward:
+        trial_call(reward, prompt_set)  # a reward that cannot take a batch: no run row
     if cfg.model.name != TINY_RANDOM:
         resolve_source(cfg.model.name, progress)
     return cfg

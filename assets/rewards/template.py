@@ -1,7 +1,7 @@
 """Template for your own reward: copy this file, rename it, and edit `reward`.
 
 RL Studio imports this file and calls the function named `reward`. Higher
-scores mean "more of this, please". Write it in ONE of two forms:
+scores mean "more of this, please". Write it in ONE of three forms:
 
 1. Per-sample (simplest). Name the first parameter `prompt`:
 
@@ -18,9 +18,20 @@ scores mean "more of this, please". Write it in ONE of two forms:
 
    It is called once per batch and returns one number per completion, in order.
 
+3. TRL's form (a reward from TRL's docs or `trl.rewards` works as it is):
+
+       def reward_len(completions, **kwargs) -> list[float]:
+           ...
+
+   Called by keyword with `prompts`, `completions`, `completion_ids` (token ids) and
+   every column. Name the function in the recipe when it is not `reward`:
+   `params = { path = "rewards.py", function = "reward_len" }`.
+
 `columns` holds any extra keys from the prompt set's lines (for example
-"reference"). Name a column as a parameter to receive it, or keep `**columns`
-to accept whatever is there.
+"reference"), plus `finished` and `completion_ids`. Name a column as a parameter
+to receive it, or keep `**columns` to accept whatever is there. When the prompts
+are chats (lists of {"role", "content"} messages), prompts arrive as those lists
+and each completion as [{"role": "assistant", "content": text}], as in TRL.
 
 Rules for the returned numbers: real numbers (True/False count as 1/0), never
 NaN or infinity. Return None for a sample your reward does not apply to (a

@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("train", help="train from a recipe TOML")
-    p.add_argument("recipe", help="recipe .toml (see assets/recipes/)")
+    p = sub.add_parser("train", help="train from a recipe (TOML or YAML)")
+    p.add_argument("recipe", help="recipe .toml or .yaml (see assets/recipes/)")
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, help="override training.steps")
     p.add_argument("--model", help="override model.name (a name, folder or .gguf file)")
@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--out", required=True, help="output folder")
+
+    p = sub.add_parser("import-trl", help="a recipe from a TRL GRPOConfig / RLOOConfig YAML")
+    p.add_argument("config", help="the TRL config (.yaml, as config.to_dict() or a TRL script's)")
+    p.add_argument("--out", required=True, help="the recipe to write (.toml, or .yaml)")
+    p.add_argument("--trainer", choices=("grpo", "rloo"), default="grpo", help="TRL's trainer")
+    p.add_argument("--prompts", help="data.prompts: a bundled name, a file or a saved folder")
+    p.add_argument("--reward", help="a reward file, FILE.py or FILE.py:FUNCTION")
     return parser
 
 
@@ -168,6 +175,7 @@ def _command(args) -> int:
                 "eval": _eval,
                 "rate": _rate,
                 "export": _export,
+                "import-trl": _import_trl,
             }[args.command](args)
     except (*USER_ERRORS, StoreUnavailable) as exc:
         print(f"{_who()}: error: {_one_line(exc)}", file=sys.stderr)
@@ -508,3 +516,13 @@ def _default_demo(args) -> int:
     the headless CLI lists what it can do."""
     build_parser().print_help(sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _import_trl(args) -> int:
+    from core.cli.import_trl import import_trl_file, report, write_recipe
+
+    out = Path(args.out)
+    imported = import_trl_file(Path(args.config), args.trainer, args.prompts, args.reward, out)
+    write_recipe(imported, Path(args.config), out)
+    print(report(imported, Path(args.config), out), end="")
+    return 0

@@ -52,8 +52,10 @@ class Rollout:
 
     def reward_columns(self, columns: dict[str, list]) -> dict[str, list]:
         """The prompt set's columns for the reward, plus ``finished``: per completion,
-        whether it ended by itself (EOS or a stop string) rather than at max_new_tokens."""
-        return {**columns, "finished": self.ended.tolist()}
+        whether it ended by itself (EOS or a stop string) rather than at max_new_tokens,
+        and ``completion_ids``: its token ids up to and including its end (TRL's name)."""
+        ids = [r[m.bool()].tolist() for r, m in zip(self.response, self.mask)]
+        return {**columns, "finished": self.ended.tolist(), "completion_ids": ids}
 
 
 class GenerationGate(StoppingCriteria):

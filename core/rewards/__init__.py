@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from core.rewards.errors import RewardConfigError, RewardError
+from core.rewards.errors import RewardConfigError, RewardError, RewardSignatureError
 
 if TYPE_CHECKING:
     from core.rewards.builtin.builtins import BUILTINS
@@ -42,6 +42,7 @@ __all__ = [
     "RewardConfigError",
     "RewardError",
     "RewardResult",
+    "RewardSignatureError",
     "SandboxedReward",
     "build_reward",
     "load_reward_file",

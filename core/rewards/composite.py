@@ -4,6 +4,10 @@ Every component's output is validated here, so a broken reward fails with a
 message naming it and the sample, instead of a NaN silently poisoning training.
 User code ("python" components) runs in a ``SandboxedReward`` worker process:
 close the composite (or use it in a ``with`` block) to stop those workers.
+
+Prompts may be text or chats (lists of ``{"role", "content"}`` messages). User code sees
+them as TRL's reward functions do: chats as message lists, and then each completion as
+``[{"role": "assistant", "content": text}]``. Built-ins and judges read the text.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.data import as_chats, chat_text
 from core.rewards.builtin.builtins import BUILTINS
 from core.rewards.errors import RewardConfigError, RewardError
 from core.rewards.scores import validate_scores
@@ -36,6 +41,7 @@ class RewardComponent:
     name: str
     weight: float
     fn: Callable[..., Any]
+    user_code: bool = False  # called as TRL calls rewards: chats stay message lists
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,11 @@ class CompositeReward:
         total = [0.0] * n
         scored = [False] * n
         per_component: dict[str, list[float | None]] = {}
+        as_text = [chat_text(p) for p in prompts]
+        chats = as_chats(prompts, completions)
         for c in self.components:
-            scores = validate_scores(c.name, _run(c, prompts, completions, columns), n)
+            batch = chats if c.user_code else (as_text, completions)
+            scores = validate_scores(c.name, _run(c, *batch, columns), n)
             per_component[c.name] = scores
             for i, s in enumerate(scores):
                 if s is not None:
@@ -127,7 +136,7 @@ def _run(
     except RewardError as exc:
         if exc.component == c.name:  # already labelled (a bad value found in the worker)
             raise
-        raise RewardError(
+        raise type(exc)(
             f"reward '{c.name}': {exc}",
             component=c.name,
             sample_index=exc.sample_index,
@@ -192,10 +201,16 @@ def _check_weight(name: str, weight: Any) -> float:
 
 
 def _python_path(params: Mapping[str, Any], base_dir: Path | None) -> Path:
-    unknown = [k for k in params if k != "path"]
+    unknown = [k for k in params if k not in ("path", "function")]
     if unknown:
         raise RewardConfigError(
-            f"python: unknown parameter '{unknown[0]}' (allowed parameters: path)"
+            f"python: unknown parameter '{unknown[0]}' (allowed parameters: path, function)"
+        )
+    function = params.get("function", "reward")
+    if not isinstance(function, str) or not function.isidentifier():
+        raise RewardConfigError(
+            f"python: parameter 'function' must be the name of a function in the file, "
+            f"got {function!r}"
         )
     raw = params.get("path")
     if not isinstance(raw, (str, os.PathLike)) or not str(raw):
@@ -280,8 +295,10 @@ def _build_component(
             memory_limit_mb,
             on_output=(lambda text: on_output(name, text)) if on_output else None,
             name=name,
+            function=params.get("function", "reward"),
         )
         fn.start()
+        return RewardComponent(name, weight, fn, user_code=True)
     elif kind in BUILTINS:
         name = cfg.name or kind
         weight = _check_weight(name, cfg.weight)

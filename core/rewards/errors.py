@@ -30,3 +30,8 @@ class RewardError(RuntimeError):
         self.component = component
         self.sample_index = sample_index
         self.lineno = lineno
+
+
+class RewardSignatureError(RewardError):
+    """A reward function whose parameters cannot take the batch it is given: found before
+    any of its code runs (the preflight's trial call turns it into a config error)."""

@@ -180,7 +180,7 @@ class TrainingRun:
         self.eval_decode = self.algo_cls.decoder(cfg, explore=False)
         self.templated = [
             format_prompt(models.tokenizer, p, cfg.data.chat_template)
-            for p in self.prompt_set.prompts
+            for p in self.prompt_set.batch(range(len(self.prompt_set)))[0]
         ]
         self.offline: Sequence | None = self.algo_cls.offline_data(cfg, models.tokenizer)
         self.train_idx, self.heldout_idx = heldout_split(cfg, self.prompt_set)

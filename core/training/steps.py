@@ -29,7 +29,8 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
     # processes each takes its own slice of the step's prompts (whole groups).
     picked = [run.train_idx[i] for i in distributed.shard(run.sampler.indices(step))]
     idx = [i for i in picked for _ in range(cfg.algorithm.group_size)]
-    prompts, columns = run.prompt_set.batch(idx)
+    prompts, columns = run.prompt_set.batch(idx)  # as the data holds them: text or chats
+    shown = [run.prompt_set.prompts[i] for i in idx]  # as text, for messages and the store
     t0 = time.perf_counter()
     rollout = generate_rollout(
         models,
@@ -47,7 +48,7 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
         step,
         step - 1,
         lambda: run.reward.reward(prompts, rollout.completions, **reward_columns),
-        prompts,
+        shown,
         rollout.completions,
     )
     totals = torch.tensor(result.total, dtype=torch.float32, device=models.device)
@@ -60,7 +61,7 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
     values = _online_metrics(run, rollout, result, totals, update, times)
     yield Metrics(step, run.elapsed(), values)
     if cfg.logging.samples_per_step:
-        rows = samples_of(models, rollout, prompts, result, update, step, cfg.logging)
+        rows = samples_of(models, rollout, shown, result, update, step, cfg.logging)
         yield Samples(step, rows)
 
 

@@ -78,7 +78,8 @@ def preview_rows(
         columns = {k: v[i] for k, v in prompt_set.columns.items()}
         fallback = columns.get("reference", columns.get("answer", ""))
         completion = recent[i].completion if i < len(recent) else str(fallback or "")
-        rows.append((prompt_set.prompts[i], completion, columns))
+        prompt = prompt_set.batch([i])[0][0]  # chat messages stay messages, as in training
+        rows.append((prompt, completion, columns))
     return rows
 
 
@@ -413,6 +414,8 @@ class RewardEditor(QWidget):
         columns = {k: v for k, v in columns.items() if len(v) == len(rows)}
         columns.setdefault("finished", [True] * len(rows))  # typed text counts as complete
         completions = [r[1] for r in rows]
+        # No model is loaded here: one stand-in token id per word (training passes the real ids)
+        columns.setdefault("completion_ids", [list(range(len(c.split()))) for c in completions])
         self.try_button.setEnabled(False)
         self.result.setStyleSheet("")
         self.result.setText("Scoring...")

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -29,10 +28,11 @@ from core.config import (
     RunConfig,
     load_config,
 )
-from core.data import PromptSet, bundled_prompt_sets, load_prompts
+from core.data import PromptSet
 from core.lm import TINY_RANDOM
 from core.paths import assets_dir, data_dir
 from studio.panels.config_form import ConfigForm
+from studio.panels.prompt_picker import PromptPicker
 
 DEFAULT_MODEL = ModelConfig().name
 ALGORITHMS = AlgorithmConfig.__dataclass_fields__["name"].metadata["choices"]
@@ -54,7 +54,6 @@ PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the fo
 RECENT_KEY = "recent_models"
 PROCESSES_KEY = "processes"
 LAST_RECIPE_KEY = "last_recipe"
-PREVIEW_ROWS = 5
 MINE = " (mine)"  # how the list marks the user's own recipes
 
 
@@ -69,7 +68,9 @@ def user_recipes_dir() -> Path:
 
 
 def all_recipes() -> dict[str, Path]:
-    mine = {f"{p.stem}{MINE}": p for p in sorted(user_recipes_dir().glob("*.toml"))}
+    folder = user_recipes_dir()
+    files = sorted(p for pattern in ("*.toml", "*.yaml", "*.yml") for p in folder.glob(pattern))
+    mine = {f"{p.stem}{MINE}": p for p in files}
     return {**bundled_recipes(), **mine}
 
 
@@ -96,6 +97,8 @@ class SetupPanel(QWidget):
         picks.addRow("Processes", self._build_processes_row())
         self.form = ConfigForm(SECTIONS, skip=PICKED)
         self.form.changed.connect(self._edited)
+        self.form.changed.connect(self._data_settings_edited)
+        self._read_with = self._data_settings()
         layout = QVBoxLayout(self)
         layout.addLayout(picks)
         layout.addWidget(self.form, 1)
@@ -125,18 +128,32 @@ class SetupPanel(QWidget):
         return _row(self.model, model_folder, model_gguf)
 
     def _build_prompts_row(self) -> QWidget:
-        """The prompt set's box and file button; its preview goes below (`self.preview`)."""
-        self.prompts = QComboBox()
-        self.prompts.setEditable(True)
-        self.prompts.addItems(list(bundled_prompt_sets()))
-        self.prompts.currentTextChanged.connect(self._prompts_changed)
-        prompts_file = QPushButton("File...")
-        prompts_file.setToolTip("A .jsonl, .csv or .txt file of prompts")
-        prompts_file.clicked.connect(self._open_prompts)
-        self.preview = QListWidget()
-        self.preview.setMaximumHeight(96)
-        self.preview_note = QLabel()
-        return _row(self.prompts, prompts_file)
+        """The prompt set's picker; its preview goes below (`self.preview`)."""
+        self.picker = PromptPicker(self._data_config)
+        self.picker.sig_changed.connect(self._edited)
+        self.prompts, self.preview, self.preview_note = (
+            self.picker.box,
+            self.picker.preview,
+            self.picker.note,
+        )
+        return self.picker
+
+    def _data_settings(self) -> tuple[str, str]:
+        cfg = self._data_config("")
+        return cfg.split, cfg.prompt_column
+
+    def _data_settings_edited(self) -> None:
+        """A new data.split or data.prompt_column reads the prompts anew: preview them again."""
+        now = self._data_settings()
+        if now != self._read_with:
+            self._read_with = now
+            self.picker.refresh()
+
+    def _data_config(self, prompts: str) -> DataConfig:
+        """The data settings a choice of prompts is read with (the form's split, column)."""
+        values, _errors = self.form.merged({"data": {}})
+        keep = {k: v for k, v in values.get("data", {}).items() if k in ("prompt_column", "split")}
+        return DataConfig(prompts=prompts, **keep)
 
     def _build_processes_row(self) -> QWidget:
         # A launch setting, not the recipe's: the same recipe runs as 1 or N processes.
@@ -191,8 +208,7 @@ class SetupPanel(QWidget):
         try:
             self.load_recipe(self._recipe_path())
         except ConfigError as exc:  # a broken recipe of the user's: say so, keep the old one
-            self.preview_note.setText(str(exc))
-            self.preview_note.setStyleSheet("color: #d9534f;")
+            self.picker.say_error(str(exc))
             if self._loaded_path is not None:
                 self.recipe.setCurrentIndex(self.recipe.findData(str(self._loaded_path)))
 
@@ -213,16 +229,17 @@ class SetupPanel(QWidget):
         from core.config import to_dict
 
         self.base_dir = cfg.base_dir
-        for w in (self.model, self.prompts, self.algorithm):
+        for w in (self.model, self.algorithm):
             w.blockSignals(True)
         self.model.setCurrentText(cfg.model.name)
-        self.prompts.setCurrentText(cfg.data.prompts)
         self.algorithm.setCurrentText(cfg.algorithm.name)
-        for w in (self.model, self.prompts, self.algorithm):
+        for w in (self.model, self.algorithm):
             w.blockSignals(False)
         self.form.set_values(to_dict(cfg))
         self._algorithm_changed(cfg.algorithm.name)
-        self._prompts_changed(cfg.data.prompts)
+        self._read_with = self._data_settings()
+        self.picker.show_choice(cfg.data.prompts, cfg.base_dir)
+        self._edited()
 
     def merged(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """`to_dict(config)` data with this panel's picks and form values written in."""
@@ -233,12 +250,14 @@ class SetupPanel(QWidget):
         return data, errors
 
     def _open_recipe(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open recipe", "", "Recipe (*.toml)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open recipe", "", "Recipe (*.toml *.yaml *.yml)"
+        )
         if path:
             try:
                 self.load_recipe(Path(path))
             except ConfigError as exc:
-                self.preview_note.setText(str(exc))
+                self.picker.say_error(str(exc))
 
     def ask_recipe_path(self) -> Path | None:
         """Where to save the settings as a recipe of the user's own (None: cancelled)."""
@@ -278,32 +297,9 @@ class SetupPanel(QWidget):
 
     # --- prompts --------------------------------------------------------------------
 
-    def _open_prompts(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open prompts", "", "Prompts (*.jsonl *.csv *.txt)"
-        )
-        if path:
-            self.prompts.setCurrentText(path)
-
-    def _prompts_changed(self, text: str) -> None:
-        self.preview.clear()
-        cfg = dataclasses.replace(DataConfig(), prompts=text.strip())
-        try:
-            prompt_set = load_prompts(cfg, self.base_dir)
-        except Exception as exc:  # a wrong path or a bad file: say so, start stays off
-            self.preview_note.setText(str(exc))
-            self.preview_note.setStyleSheet("color: #d9534f;")
-        else:
-            for p in prompt_set.prompts[:PREVIEW_ROWS]:
-                self.preview.addItem(" ".join(p.split())[:200])
-            extra = f"; columns: {', '.join(prompt_set.columns)}" if prompt_set.columns else ""
-            self.preview_note.setText(f"{len(prompt_set)} prompts{extra}")
-            self.preview_note.setStyleSheet("")
-        self._edited()
-
     def prompt_set(self) -> PromptSet:
         """The chosen prompt set, loaded (raises where it does not load)."""
-        return load_prompts(DataConfig(prompts=self.prompts.currentText().strip()), self.base_dir)
+        return self.picker.prompt_set()
 
     def processes_wanted(self) -> int:
         """How many local processes Start launches (1: trains inside the window)."""

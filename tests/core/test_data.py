@@ -60,10 +60,14 @@ def test_bad_prompt_files_say_what_and_where(tmp_path):
         load_prompts(DataConfig(prompts=str(wrong_col)))
     with pytest.raises(DataError, match="prompt set not found: nowhere.jsonl"):
         load_prompts(DataConfig(prompts="nowhere.jsonl"))
-    odd = tmp_path / "x.parquet"
+    odd = tmp_path / "x.xlsx"
     odd.write_text("x")
-    with pytest.raises(DataError, match="unsupported prompt file type .parquet"):
+    with pytest.raises(DataError, match="unsupported prompt file type .xlsx"):
         load_prompts(DataConfig(prompts=str(odd)))
+    not_parquet = tmp_path / "x.parquet"
+    not_parquet.write_text("x")
+    with pytest.raises(DataError, match="x.parquet: not a readable parquet file"):
+        load_prompts(DataConfig(prompts=str(not_parquet)))
 
 
 def test_sampler_is_seeded_covers_every_prompt_per_pass_and_resumes_anywhere():
@@ -118,3 +122,49 @@ def test_with_absolute_paths_makes_a_recipe_portable(tmp_path):
     assert out.reward.components[1] == builtin
     bundled = dataclasses.replace(cfg, data=DataConfig(prompts="questions"))
     assert with_absolute_paths(bundled).data.prompts == "questions"  # a bundled set's name
+
+
+def test_chat_prompts_go_to_the_template_as_they_are_and_show_as_text(tmp_path):
+    rows = [
+        {"prompt": [{"role": "system", "content": "Terse."}, {"role": "user", "content": "Hi"}]},
+        {"prompt": [{"role": "user", "content": "Bye"}], "answer": "ciao"},
+    ]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chats = load_prompts(DataConfig(prompts="chat.jsonl"), base_dir=tmp_path)
+    assert chats.prompts == ("system: Terse.\nuser: Hi", "Bye")
+    assert chats.columns == {"answer": (None, "ciao")}
+    prompts, columns = chats.batch([1, 0])
+    assert prompts == [rows[1]["prompt"], rows[0]["prompt"]] and columns["answer"] == ["ciao", None]
+
+    class Recording:
+        chat_template = "{{ messages }}"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            self.seen = messages
+            return "templated"
+
+    tok = Recording()
+    assert format_prompt(tok, prompts[1], "auto") == "templated" and tok.seen == rows[0]["prompt"]
+
+    class Plain:
+        chat_template = None
+
+    assert format_prompt(Plain(), prompts[1], "auto") == "system: Terse.\nuser: Hi\nassistant:"
+
+
+def test_json_arrays_and_bad_chats_say_what_is_wrong(tmp_path):
+    rows = [{"prompt": "one", "k": 1}, {"prompt": "two", "k": 2}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    loaded = load_prompts(DataConfig(prompts="a.json"), base_dir=tmp_path)
+    assert loaded.prompts == ("one", "two") and loaded.columns == {"k": (1, 2)}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"prompt": "text"}\n{"prompt": [{"role": "user", "content": "x"}]}\n')
+    with pytest.raises(DataError, match=r"mixes text \(row 1\) and chat messages \(row 2\)"):
+        load_prompts(DataConfig(prompts=str(mixed)))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": [{"role": "user"}]}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl row 1: message 0 of column 'prompt' is not"):
+        load_prompts(DataConfig(prompts=str(bad)))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(DataError, match="not one saved with Dataset.save_to_disk"):
+        load_prompts(DataConfig(prompts=str(tmp_path / "folder")))

@@ -1,15 +1,16 @@
 """Load a user's reward file and call it with errors that point at their code.
 
-A user writes ``reward`` in one of two forms:
+A user writes a function (``reward`` unless the recipe names another) in one of the forms:
 
-* batched: ``def reward(prompts, completions, **columns) -> list[float]``
-* per-sample: ``def reward(prompt, completion, **columns) -> float``
+* TRL's: ``def reward_len(completions, **kwargs) -> list[float]``, called by keyword with
+  ``prompts``, ``completions``, ``completion_ids`` and every column of the prompt set;
+* batched: ``def reward(prompts, completions, **columns) -> list[float]`` (the same call);
+* per-sample: ``def reward(prompt, completion, **columns) -> float``.
 
-The form is decided by the name of the first parameter ("prompt" means
-per-sample, anything else batched). Columns are passed by keyword; a function
-without ``**kwargs`` receives only the columns it names, so a simple
-``reward(prompt, completion)`` keeps working when the prompt set has extra
-columns.
+The per-sample form is the one whose first parameter is named "prompt"; how a batched
+function is called is decided from its signature (``calling``). A function without
+``**kwargs`` receives only the columns it names, so a simple ``reward(prompt, completion)``
+keeps working when the prompt set has extra columns.
 
 ``call_reward`` is the single place that invokes user code. It runs in this
 process when a ``UserReward`` is called directly, or in a separate worker
@@ -25,33 +26,37 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.rewards.errors import RewardConfigError, RewardError
+from core.rewards.errors import RewardConfigError, RewardError, RewardSignatureError
+from core.rewards.user_code.calling import (
+    SignatureMismatch,
+    batched_call,
+    per_sample_call,
+    read_signature,
+)
 
 _module_counter = itertools.count()
 
 
 @dataclass(frozen=True)
 class UserReward:
-    """A user's ``reward`` function, callable in the batched form."""
+    """A user's reward function, callable in the batched form."""
 
     path: Path
     fn: Callable[..., Any]
     per_sample: bool
-    accepts_any_column: bool = True
-    column_names: frozenset[str] = field(default_factory=frozenset)
+    signature: inspect.Signature | None = None
+    function: str = "reward"
 
     def __call__(self, prompts: list[str], completions: list[str], **columns: Any) -> list[Any]:
         return call_reward(self, prompts, completions, columns)
 
 
-def _columns_for(reward: UserReward, columns: dict[str, Any]) -> dict[str, Any]:
-    if reward.accepts_any_column:
-        return columns
-    return {k: v for k, v in columns.items() if k in reward.column_names}
+def _mismatch(reward: UserReward, exc: SignatureMismatch) -> RewardSignatureError:
+    return RewardSignatureError(format_failure(reward.path, f"{reward.function}: {exc}"))
 
 
 def _user_lineno(exc: BaseException, path: Path) -> int | None:
@@ -115,19 +120,27 @@ def call_reward(
     sample of a per-sample reward, so a caller can tell which sample a hang or
     crash hit.
     """
-    columns = _columns_for(reward, columns)
     if not reward.per_sample:
         try:
-            return reward.fn(prompts, completions, **columns)
+            args, kwargs = batched_call(reward.signature, prompts, completions, columns)
+        except SignatureMismatch as exc:
+            raise _mismatch(reward, exc) from None
+        try:
+            return reward.fn(*args, **kwargs)
         except catch as exc:
             raise _runtime_error(reward, exc, None) from exc
     scores: list[Any] = []
     for i, (prompt, completion) in enumerate(zip(prompts, completions)):
-        row = {k: v[i] for k, v in columns.items()}
+        try:
+            args, row = per_sample_call(
+                reward.signature, prompt, completion, {k: v[i] for k, v in columns.items()}
+            )
+        except SignatureMismatch as exc:
+            raise _mismatch(reward, exc) from None
         if on_sample is not None:
             on_sample(i)
         try:
-            scores.append(reward.fn(prompt, completion, **row))
+            scores.append(reward.fn(*args, **row))
         except catch as exc:
             raise _runtime_error(reward, exc, i) from exc
     return scores
@@ -158,36 +171,43 @@ def _import_file(path: Path) -> Any:
     return module
 
 
-def load_reward_file(path: str | os.PathLike[str]) -> UserReward:
-    """Import ``path`` and return its ``reward`` function as a batched callable."""
+def load_reward_file(path: str | os.PathLike[str], function: str = "reward") -> UserReward:
+    """Import ``path`` and return its function ``function`` as a batched callable."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise RewardConfigError(f"reward file not found: {path}")
     module = _import_file(path)
-    fn = getattr(module, "reward", None)
+    fn = getattr(module, function, None)
     if fn is None or not callable(fn):
-        defined = sorted(n for n in vars(module) if not n.startswith("_"))
-        listing = ", ".join(defined) if defined else "nothing"
-        problem = "is not a function" if fn is not None else "is missing"
-        raise RewardConfigError(
-            f"reward file {path}: 'reward' {problem}; define "
-            f"'def reward(prompts, completions, **columns)' or "
-            f"'def reward(prompt, completion, **columns)' (the file defines: {listing})"
-        )
-    per_sample, any_column, names = _inspect_signature(fn)
-    return UserReward(path, fn, per_sample, any_column, names)
+        raise RewardConfigError(_missing_function(path, module, function, fn))
+    signature = read_signature(fn)
+    return UserReward(path, fn, _is_per_sample(signature), signature, function)
 
 
-def _inspect_signature(fn: Callable[..., Any]) -> tuple[bool, bool, frozenset[str]]:
-    """Return (per-sample?, accepts **kwargs?, keyword parameter names)."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return False, True, frozenset()
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    per_sample = bool(positional) and positional[0].name == "prompt"
-    any_column = any(p.kind is p.VAR_KEYWORD for p in params)
-    names = frozenset(
-        p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+def _missing_function(path: Path, module: Any, function: str, found: Any) -> str:
+    defined = sorted(n for n in vars(module) if not n.startswith("_"))
+    functions = [n for n in defined if inspect.isfunction(getattr(module, n))]
+    listing = ", ".join(defined) if defined else "nothing"
+    problem = "is not a function" if found is not None else "is missing"
+    name = functions[0] if len(functions) == 1 else "NAME"
+    hint = (
+        f'name the function to use in the recipe: params = {{ path = "{path.name}", '
+        f'function = "{name}" }}'
+        if functions and function == "reward"
+        else f"define 'def {function}(completions, **kwargs)' (TRL's form), "
+        f"'def {function}(prompts, completions, **columns)' or "
+        f"'def {function}(prompt, completion, **columns)'"
     )
-    return per_sample, any_column, names
+    return f"reward file {path}: {function!r} {problem}; {hint} (the file defines: {listing})"
+
+
+def _is_per_sample(signature: inspect.Signature | None) -> bool:
+    """The per-sample form: the first positional parameter is named "prompt"."""
+    if signature is None:
+        return False
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return bool(positional) and positional[0].name == "prompt"

@@ -38,7 +38,7 @@ from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
 
-from core.rewards.errors import RewardConfigError, RewardError
+from core.rewards.errors import RewardConfigError, RewardError, RewardSignatureError
 from core.rewards.user_code import worker as worker_process
 from core.rewards.user_code.loader import format_failure
 
@@ -58,6 +58,7 @@ class SandboxedReward:
     address space on Linux (``None`` or 0: no limit); ``max_output_chars``
     bounds the ``print`` output kept per batch. ``name`` labels bad values
     ("reward 'name' returned nan for sample 2"); it defaults to the file's stem.
+    ``function`` names the function in the file (default ``reward``).
     Calls are serialised; ``close()`` waits for a call in progress.
     """
 
@@ -71,11 +72,13 @@ class SandboxedReward:
         *,
         name: str | None = None,
         load_time_limit_s: float | None = DEFAULT_LOAD_TIME_LIMIT_S,
+        function: str = "reward",
     ) -> None:
         self.path = Path(path).expanduser().resolve()
         if not self.path.is_file():
             raise RewardConfigError(f"reward file not found: {self.path}")
         self.name = name or self.path.stem
+        self.function = function
         self.time_limit_s = time_limit_s
         self.memory_limit_mb = memory_limit_mb or None
         self.max_output_chars = max_output_chars
@@ -146,7 +149,8 @@ class SandboxedReward:
                 return payload
             if payload["restart"]:
                 self._stop()
-            raise RewardError(
+            error = RewardSignatureError if payload.get("signature") else RewardError
+            raise error(
                 payload["message"],
                 component=payload["component"],
                 sample_index=payload["sample_index"],
@@ -177,6 +181,7 @@ class SandboxedReward:
                 self.max_output_chars,
                 where,
                 os.getpid(),
+                self.function,
             ),
             name=f"rlstudio-reward-{self.path.name}",
         )

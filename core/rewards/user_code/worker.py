@@ -7,8 +7,9 @@ replies are ``(kind, payload, output)`` where ``output`` is what the code printe
 * ``("ready", None, output)`` once the file has loaded, or
   ``("load_error", message, output)`` if it did not (the worker then exits);
 * ``("ok", scores, output)``: ``scores`` already checked, plain floats;
-* ``("error", {"message", "component", "sample_index", "lineno", "restart"},
-  output)``: ``restart`` means the worker exits after replying (out of memory).
+* ``("error", {"message", "component", "sample_index", "lineno", "restart", "signature"},
+  output)``: ``restart`` means the worker exits after replying (out of memory);
+  ``signature`` that the function's parameters cannot take the batch.
 
 Two numbers are shared with the parent for when the worker cannot reply: the
 sample a per-sample reward is scoring, and the line of the user's file it was
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.rewards.errors import RewardConfigError, RewardError
+from core.rewards.errors import RewardConfigError, RewardError, RewardSignatureError
 from core.rewards.scores import validate_scores
 from core.rewards.user_code.loader import call_reward, format_failure, load_reward_file
 
@@ -85,8 +86,9 @@ def main(
     max_output_chars: int,
     where: Any,
     parent_pid: int,
+    function: str = "reward",
 ) -> None:
-    """Entry point of the worker process."""
+    """Entry point of the worker process; ``function`` names the reward in the file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in a terminal is the trainer's
     if hasattr(os, "setsid"):
         # A group of its own: what the reward code starts (a subprocess, a pool) is in it,
@@ -97,7 +99,7 @@ def main(
     out = TailBuffer(max_output_chars)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            reward = load_reward_file(path)
+            reward = load_reward_file(path, function)
     except BaseException as exc:  # also sys.exit() at import time
         if isinstance(exc, RewardConfigError):
             message = str(exc)
@@ -147,10 +149,12 @@ def _score(
             "sample_index": err.sample_index,
             "lineno": err.lineno,
             "restart": isinstance(err.__cause__, MemoryError),
+            "signature": isinstance(err, RewardSignatureError),
         }
     except MemoryError:  # while reporting the user's error, or outside their code
         sample = where[SAMPLE] if where[SAMPLE] >= 0 else None
         info = {"component": None, "sample_index": sample, "lineno": None, "restart": True}
+        info["signature"] = False
     if info["restart"]:  # out of memory: the worker exits after replying
         gc.collect()  # the traceback is gone: free what the user's code had allocated
         if limit_mb:
