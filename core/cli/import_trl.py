@@ -3,7 +3,8 @@ RLOOConfig (as `config.to_dict()` dumps it, or a TRL script's YAML).
 
 Each TRL name is mapped only to a setting that means the same here; what has no such
 setting is listed with the reason, never mapped to a look-alike (TRL's `scale_rewards` is
-group-std scaling, our `algorithm.scale_by_std`, not our running-std `scale_rewards`).
+`algorithm.scale_rewards` here, with TRL's meaning; the running-std divide that name once
+meant here is `algorithm.running_std_scaling`).
 TRL's defaults stand in for the names the file leaves out, so the recipe trains as TRL
 would have (seed 42, a linear schedule, 8 generations for GRPO...).
 """
@@ -61,14 +62,9 @@ DEFAULTS = {
 }
 
 # Names with a value that means "off" in TRL: at that value there is nothing to carry over.
-# Another value is a feature this project does not have yet (the algorithms issue adds the
-# loss variants and the clipping bounds).
+# Another value is a feature this project does not have.
 _NO_COUNTERPART: dict[str, tuple[Any, str]] = {
-    "epsilon_high": (None, "no separate upper clip bound here yet (PPO-style symmetric clip)"),
     "delta": (None, "no two-sided GRPO clip here"),
-    "importance_sampling_level": ("token", "ratios are per token here"),
-    "mask_truncated_completions": (False, "truncated completions stay in the loss here"),
-    "top_entropy_quantile": (1.0, "every token stays in the loss here"),
     "sync_ref_model": (False, "the reference model stays frozen here"),
     "min_p": (None, "no min-p sampling here"),
     "repetition_penalty": (
@@ -150,7 +146,7 @@ def import_trl(data: dict[str, Any], trainer: str) -> Imported:
     out.recipe["algorithm"] = {"name": trainer}
     used = _map_sampling(settings, out) | _map_optimiser(settings, out)
     used |= _map_algorithm(settings, out) | _map_geometry(settings, out)
-    used |= _map_script(settings, out)
+    used |= _map_script(settings, out) | _map_family(settings, out)
     for name, value in given.items():
         if name in used:
             continue
@@ -264,51 +260,44 @@ def _map_algorithm(s: dict, out: Imported) -> set[str]:
 
 
 def _map_scale_rewards(value: Any, out: Imported) -> None:
-    if value in (True, "group"):
-        out.set(
-            "scale_rewards",
-            value,
-            "algorithm.scale_by_std",
-            True,
-            "each group's std, as TRL; not algorithm.scale_rewards, a running std",
-        )
-    elif value in (False, "none"):
-        out.set("scale_rewards", value, "algorithm.scale_by_std", False, "no std scaling")
+    # TRL's older configs wrote a true/false: true was group scaling.
+    ours = {True: "group", False: "none"}.get(value, value) if isinstance(value, bool) else value
+    if ours in ("group", "batch", "none"):
+        out.set("scale_rewards", value, "algorithm.scale_rewards", ours, "TRL's meaning")
     else:
         out.refuse(
-            "scale_rewards",
-            value,
-            "scaling here is by each group's std or none "
-            "(algorithm.scale_by_std); batch- or mean-scaling comes with the algorithms "
-            "issue",
+            "scale_rewards", value, "scaling here is by the group's std, the batch's, or none"
         )
 
 
 def _map_loss_type(value: Any, out: Imported) -> None:
-    if value == "grpo":
-        out.set(
-            "loss_type",
-            value,
-            "algorithm.loss_normalization",
-            "sequence",
-            "each sequence's token mean, then the batch mean",
-        )
-    elif value in ("bnpo", "dapo"):
-        out.set(
-            "loss_type",
-            value,
-            "algorithm.loss_normalization",
-            "token",
-            "over the tokens of each optimiser step's batch; with several processes each "
-            "normalises by its own tokens",
-        )
+    if value in ("grpo", "bnpo", "dr_grpo", "dapo"):
+        out.set("loss_type", value, "algorithm.loss_type", value, "TRL's meaning")
     else:
-        out.refuse(
-            "loss_type",
-            value,
-            "only grpo, bnpo and dapo have a counterpart here "
-            "(algorithm.loss_normalization); the others come with the algorithms issue",
-        )
+        out.refuse("loss_type", value, "loss types here: grpo, bnpo, dr_grpo, dapo")
+
+
+# GRPO's 2025 family, the same names and meanings here; None / the default: nothing to set.
+_FAMILY = {
+    "epsilon_high": float,
+    "importance_sampling_level": str,
+    "mask_truncated_completions": bool,
+    "top_entropy_quantile": float,
+}
+
+
+def _map_family(s: dict, out: Imported) -> set[str]:
+    if out.trainer != "grpo":
+        return set()
+    for name, kind in _FAMILY.items():
+        value = s.get(name)
+        if value is None:
+            continue
+        if name == "importance_sampling_level" and value not in ("token", "sequence"):
+            out.refuse(name, value, "ratios here are per token or per sequence (GSPO)")
+            continue
+        out.set(name, value, f"algorithm.{name}", kind(value))
+    return set(_FAMILY)
 
 
 def _map_geometry(s: dict, out: Imported) -> set[str]:

@@ -130,15 +130,17 @@ def test_import_trl_maps_what_means_the_same_and_says_what_it_could_not(db, tmp_
     assert main([*argv, "--reward", f"{tmp_path / 'rewards.py'}:reward_len"]) == 0
     said = capsys.readouterr().out
     assert "beta = 0.04 -> algorithm.kl_coef = 0.04" in said
-    assert "scale_rewards = 'group' -> algorithm.scale_by_std = True" in said
-    assert "loss_type = 'dr_grpo': only grpo, bnpo and dapo" in said
-    assert "epsilon_high = 0.28: no separate upper clip bound" in said
+    assert "scale_rewards = 'group' -> algorithm.scale_rewards = 'group'" in said
+    assert "loss_type = 'dr_grpo' -> algorithm.loss_type = 'dr_grpo'" in said
+    assert "epsilon_high = 0.28 -> algorithm.epsilon_high = 0.28" in said
+    assert "delta" not in said.split("ignored")[0]  # None: TRL's "off", ignored
     assert "output_dir" in said.split("ignored")[1]
     cfg = load_config(out)
     a, t, g = cfg.algorithm, cfg.training, cfg.generation
     assert (a.name, a.group_size, a.kl_coef, a.adaptive_kl) == ("grpo", 4, 0.04, False)
-    assert (a.clip_range, a.epochs, a.minibatches, a.scale_by_std) == (0.2, 2, 1, True)
-    assert a.scale_rewards is False  # TRL's scale_rewards never lands on our running-std one
+    assert (a.clip_range, a.epochs, a.minibatches, a.scale_rewards) == (0.2, 2, 1, "group")
+    assert (a.loss_type, a.epsilon_high, a.importance_sampling_level) == ("dr_grpo", 0.28, "token")
+    assert a.running_std_scaling is False  # TRL's scale_rewards never means a running std
     # 4 x 2 completions per generation, in groups of 4: 2 prompts a step; 40 optimiser
     # steps at 2 a step (num_iterations) are 20 steps
     assert (t.batch_size, t.steps, t.checkpoint_every, t.keep_checkpoints) == (2, 20, 10, 3)
