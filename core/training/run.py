@@ -52,11 +52,13 @@ def seed_everything(seed: int) -> None:
 class Resume:
     """How a run carries on: its checkpoint, the checkpoints it recorded before ({step:
     folder}: the only ones pruning may delete besides its own new ones), and the settings
-    changed since that checkpoint (`core.config.RESUMABLE_SETTINGS`)."""
+    changed since that checkpoint (`core.config.RESUMABLE_SETTINGS`); the newer checkpoints
+    that were damaged (`skipped`)."""
 
     checkpoint: Path | None = None
     recorded: Mapping[int, Path] = field(default_factory=dict)
     changed: frozenset[str] = frozenset()
+    skipped: tuple[str, ...] = ()  # a line for each newer checkpoint passed over, and why
 
 
 class TrainingRun:
@@ -98,6 +100,9 @@ class TrainingRun:
         run = cls(validate(config), control, checkpoint_dir, resume)
         run._check_world()
         yield from run._remove_partial_saves()
+        if run.rank == 0:
+            for line in resume.skipped:
+                yield Log("warning", line)
         resume_from = resume.checkpoint
         yield Status(RunState.LOADING, f"Loading {run.cfg.model.name}", 0, run.total)
         seed_everything(run.cfg.training.seed)
