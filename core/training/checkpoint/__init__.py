@@ -18,6 +18,8 @@ from core.training.checkpoint.state import (
     STATE_JSON,
     STATE_TENSORS,
     StateUnreadable,
+    is_legacy,
+    legacy_note,
     read_trainer_state,
 )
 from core.training.checkpoint.verify import checkpoint_problem, newest_usable
@@ -30,6 +32,8 @@ __all__ = [
     "StateUnreadable",
     "checkpoint_problem",
     "export_model",
+    "is_legacy",
+    "legacy_note",
     "load_checkpoint",
     "newest_usable",
     "prune",

@@ -91,11 +91,24 @@ def has_trainer_state(folder: Path) -> bool:
     return (folder / STATE_JSON).is_file() or (folder / LEGACY_STATE_FILE).is_file()
 
 
+def is_legacy(folder: Path) -> bool:
+    """A checkpoint of an earlier version: one pickled trainer_state.pt, no JSON."""
+    return not (folder / STATE_JSON).is_file() and (folder / LEGACY_STATE_FILE).is_file()
+
+
+def legacy_note(folder: Path) -> str:
+    return (
+        f"{folder.name} was saved by an earlier version (a pickled {LEGACY_STATE_FILE}): it is "
+        "read with torch's restricted unpickler, which accepts tensors and plain containers "
+        "only; the run's next checkpoints are saved as tensors plus JSON"
+    )
+
+
 def read_trainer_state(folder: Path) -> dict:
     """The trainer state of the checkpoint in `folder`, either format; StateUnreadable
     names what is wrong."""
     folder = Path(folder)
-    if not (folder / STATE_JSON).is_file() and (folder / LEGACY_STATE_FILE).is_file():
+    if is_legacy(folder):
         return read_legacy_state(folder / LEGACY_STATE_FILE)
     tree = _read_json(folder / STATE_JSON)
     tensors = _read_tensors(folder / STATE_TENSORS)
@@ -115,7 +128,7 @@ def check_trainer_state(folder: Path) -> None:
     from safetensors import safe_open
 
     folder = Path(folder)
-    if not (folder / STATE_JSON).is_file() and (folder / LEGACY_STATE_FILE).is_file():
+    if is_legacy(folder):
         read_legacy_state(folder / LEGACY_STATE_FILE)
         return
     wanted = set(_tensor_names(_read_json(folder / STATE_JSON)))
@@ -234,13 +247,13 @@ def _numpy_allowed():
 
 
 def _legacy_problem(path: Path, exc: Exception) -> str:
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc)) or re.search(
-        r"Unsupported operand (\S+)", str(exc)
-    )
-    if found:
+    text = str(exc)
+    if "Weights only load failed" in text:  # the restricted unpickler met something else
+        found = re.search(r"GLOBAL (\S+)", text) or re.search(r"operand (\S+)", text)
+        what = found.group(1) if found else "an object"
         return (
-            f"{path.name} (a checkpoint of an earlier version) holds {found.group(1)}, which "
-            "is not plain data: refused, as loading it could run code"
+            f"{path.name} (a checkpoint of an earlier version) holds {what}, which is not "
+            "plain data: refused, as loading it could run code"
         )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{path.name} cannot be read ({type(exc).__name__}: {first})"

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from core.training.checkpoint.manifest import MANIFEST, manifest_problem
-from core.training.checkpoint.state import LEGACY_STATE_FILE, StateUnreadable, check_trainer_state
+from core.training.checkpoint.state import StateUnreadable, check_trainer_state, is_legacy
 
 # folder -> (what its files looked like, the verdict): the studio's dialog, its window and
 # the resume it starts ask about the same checkpoint; its files are hashed once.
@@ -49,8 +49,7 @@ def _file_signature(folder: Path) -> tuple:
 
 
 def _problem(folder: Path) -> str | None:
-    legacy = not (folder / MANIFEST).is_file() and (folder / LEGACY_STATE_FILE).is_file()
-    if not legacy:
+    if (folder / MANIFEST).is_file() or not is_legacy(folder):
         problem = manifest_problem(folder)
         if problem:
             return problem
@@ -83,11 +82,11 @@ def _weights_problem(model_dir: Path) -> str | None:
 
 def newest_usable(
     checkpoints: Iterable[tuple[int, Path]],
-) -> tuple[tuple[int, Path] | None, list[str]]:
-    """The newest usable of `checkpoints` ((step, folder) pairs), and one line for each
-    newer one skipped, naming it and why. Folders that are gone are passed over without a
+) -> tuple[tuple[int, Path] | None, list[tuple[int, str]]]:
+    """The newest usable of `checkpoints` ((step, folder) pairs), and (step, why) for each
+    newer one skipped. Folders that are gone are passed over without a
     word below the newest that is there (pruning removes the older ones)."""
-    skipped: list[str] = []
+    skipped: list[tuple[int, str]] = []
     present = False
     for step, folder in sorted(checkpoints, key=lambda pair: pair[0], reverse=True):
         if not Path(folder).is_dir() and present:
@@ -96,5 +95,5 @@ def newest_usable(
         present = present or Path(folder).is_dir()
         if problem is None:
             return (step, Path(folder)), skipped
-        skipped.append(f"skipped checkpoint step {step}: {problem}")
+        skipped.append((step, problem))
     return None, skipped
