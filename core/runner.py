@@ -200,6 +200,23 @@ def resume_point(store: Store, run_id: int) -> ResumePoint:
     return ResumePoint(chosen, tuple(skipped), on_disk)
 
 
+def usable_checkpoint(
+    store: Store, run_id: int, purpose: str, say: Callable[[str], None] | None = None
+) -> CheckpointInfo:
+    """The newest checkpoint that verifies, for evaluating or exporting; `say` hears a line
+    for each newer one skipped. None usable: RunStateError naming why."""
+    point = resume_point(store, run_id)
+    if point.checkpoint is None:
+        why = "; ".join(f"step {step}: {reason}" for step, reason in point.skipped)
+        which = "usable checkpoint" if point.any_on_disk else "checkpoint on disk"
+        raise RunStateError(
+            f"run {run_id} has no {which} to {purpose}" + (f" ({why})" if point.any_on_disk else "")
+        )
+    for line in point.lines() if say is not None else ():
+        say(line)
+    return point.checkpoint
+
+
 def _check_resumable(store: Store, run_id: int, point: ResumePoint) -> None:
     """A run that has trained steps needs a usable checkpoint to go on from: starting it
     over in place would delete them."""
@@ -390,9 +407,7 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
 
     cfg = run_config(store, run_id)
     algo = ALGORITHMS[cfg.algorithm.name]
-    ckpt = store.newest_checkpoint_on_disk(run_id)
-    if ckpt is None:
-        raise RunStateError(f"run {run_id} has no checkpoint on disk to evaluate")
+    ckpt = usable_checkpoint(store, run_id, "evaluate", progress)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
     _train, heldout = heldout_split(cfg, prompt_set)
     if not heldout:

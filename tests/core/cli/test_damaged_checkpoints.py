@@ -126,6 +126,9 @@ def test_with_no_usable_checkpoint_resume_says_so_and_keeps_the_run(tmp_path, ca
         assert (run.status, run.last_step, run.total_steps) == (RunStatus.COMPLETED, 2, 2)
         assert store.metrics(1)["reward/mean"].steps.tolist() == [1, 2]
         assert [c.step for c in store.checkpoints(1)] == [1, 2]
+    assert main(["--db", db, "export", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlstudio: error: run 1 has no usable checkpoint to export (step 2: ")
 
 
 def _as_saved_by_an_earlier_version(step_dir: Path, extra: dict | None = None) -> None:
@@ -176,6 +179,10 @@ def test_an_old_checkpoint_that_would_run_code_is_refused_without_running_it(tmp
     marker.unlink()
 
     capsys.readouterr()
+    assert main(["--db", db, "export", "1", "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert "exported run 1 (step 2)" in out and "skipped checkpoint step 4: " in err
+    assert not marker.exists()
     assert main(["--db", db, "resume", "1"]) == 0
     err = capsys.readouterr().err
     assert (
