@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         delete_run,
         preflight,
         restart_run,
+        resume_point,
         resume_run,
         start_run,
     )
@@ -51,6 +52,7 @@ _LAZY = {
     "delete_run": "core.runner",
     "preflight": "core.runner",
     "restart_run": "core.runner",
+    "resume_point": "core.runner",
     "resume_run": "core.runner",
     "start_run": "core.runner",
     "RunStatus": "core.store",
@@ -78,6 +80,7 @@ __all__ = [
     "load_config",
     "preflight",
     "restart_run",
+    "resume_point",
     "resume_run",
     "start_run",
     "train",

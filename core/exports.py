@@ -9,9 +9,9 @@ import csv
 import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
-from core.errors import RunStateError
 from core.store import Store
 
 FORMATS = (".csv", ".json")
@@ -90,16 +90,17 @@ def export_samples(store: Store, run_id: int, path: str | Path, page: int = 1000
     return len(samples)
 
 
-def export_run_model(store: Store, run_id: int, out: str | Path) -> tuple[Path, int]:
-    """The run's newest checkpoint on disk as a folder plain transformers loads."""
+def export_run_model(
+    store: Store, run_id: int, out: str | Path, say: Callable[[str], None] | None = None
+) -> tuple[Path, int]:
+    """The run's newest usable checkpoint as a folder plain transformers loads; `say`
+    hears which newer checkpoints were skipped, and why."""
     from core.algorithms import ALGORITHMS
-    from core.runner import run_config
+    from core.runner import run_config, usable_checkpoint
     from core.training.checkpoint import export_model
 
     cfg = run_config(store, run_id)
-    ckpt = store.newest_checkpoint_on_disk(run_id)
-    if ckpt is None:
-        raise RunStateError(f"run {run_id} has no checkpoint on disk to export")
+    ckpt = usable_checkpoint(store, run_id, "export", say)
     extras = functools.partial(ALGORITHMS[cfg.algorithm.name].export_extras, cfg)
     path = export_model(Path(ckpt.path), Path(out), cfg.model.name, cfg.training.seed, extras)
     return path, ckpt.step

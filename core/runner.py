@@ -37,6 +37,7 @@ from core.paths import data_dir
 from core.rewards import RewardError
 from core.rewards.trial import trial_call
 from core.store import CheckpointInfo, RunRecorder, RunStatus, Store
+from core.training.checkpoint import newest_usable
 from core.training.loop import Resume, build_run_reward, train
 
 EventCallback = Callable[[Event], None]
@@ -159,12 +160,13 @@ def _claim_for_resume(
         overrides["training.steps"] = steps
     cfg, changes = resumed_with(run_config(store, run_id), overrides)
     claim = store.claim_run(run_id)
-    ckpt = store.newest_checkpoint_on_disk(run_id)
     try:
-        _check_resumable(store, run_id, ckpt)
+        point = resume_point(store, run_id)
+        _check_resumable(store, run_id, point)
     except RunStateError:
         store.unclaim_run(run_id, claim)  # as it was: nothing changed
         raise
+    ckpt = point.checkpoint
     from_step = 0 if ckpt is None else ckpt.step
     store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
     if changes:
@@ -173,19 +175,66 @@ def _claim_for_resume(
         store.log(run_id, "info", f"resumed with {said}")
     recorded = {c.step: Path(c.path) for c in store.checkpoints(run_id)}
     checkpoint = None if ckpt is None else Path(ckpt.path)
-    return cfg, Resume(checkpoint, recorded, frozenset(key for key, _o, _n in changes))
+    changed = frozenset(key for key, _o, _n in changes)
+    return cfg, Resume(checkpoint, recorded, changed, point.lines())
 
 
-def _check_resumable(store: Store, run_id: int, ckpt: CheckpointInfo | None) -> None:
-    """A run that has trained steps needs a checkpoint (`ckpt`, its newest on disk) to go
-    on from: starting it over in place would delete them."""
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """Where a resume carries on: the newest checkpoint that verifies (None: none does),
+    the newer ones passed over ((step, why) each), and whether any folder was there."""
+
+    checkpoint: CheckpointInfo | None
+    skipped: tuple[tuple[int, str], ...] = ()
+    any_on_disk: bool = False
+
+    def lines(self) -> tuple[str, ...]:
+        return tuple(f"skipped checkpoint step {step}: {why}" for step, why in self.skipped)
+
+
+def resume_point(store: Store, run_id: int) -> ResumePoint:
+    """The checkpoint `resume_run` would carry `run_id` on from (each file present with the
+    size and checksum saved with it, its state readable), and why newer ones are not."""
+    recorded = store.checkpoints(run_id)
+    found, skipped = newest_usable((c.step, Path(c.path)) for c in recorded)
+    chosen = next((c for c in recorded if found is not None and c.step == found[0]), None)
+    on_disk = any(Path(c.path).is_dir() for c in recorded)
+    return ResumePoint(chosen, tuple(skipped), on_disk)
+
+
+def usable_checkpoint(
+    store: Store, run_id: int, purpose: str, say: Callable[[str], None] | None = None
+) -> CheckpointInfo:
+    """The newest checkpoint that verifies, for evaluating or exporting; `say` hears a line
+    for each newer one skipped. None usable: RunStateError naming why."""
+    point = resume_point(store, run_id)
+    if point.checkpoint is None:
+        why = "; ".join(f"step {step}: {reason}" for step, reason in point.skipped)
+        which = "usable checkpoint" if point.any_on_disk else "checkpoint on disk"
+        raise RunStateError(
+            f"run {run_id} has no {which} to {purpose}" + (f" ({why})" if point.any_on_disk else "")
+        )
+    for line in point.lines() if say is not None else ():
+        say(line)
+    return point.checkpoint
+
+
+def _check_resumable(store: Store, run_id: int, point: ResumePoint) -> None:
+    """A run that has trained steps needs a usable checkpoint to go on from: starting it
+    over in place would delete them."""
     info = store.run(run_id)
-    if info.last_step <= 0 or ckpt is not None:
+    if info.last_step <= 0 or point.checkpoint is not None:
         return
+    kept = (
+        f"its {info.last_step} recorded steps are kept. `rlstudio resume {run_id} "
+        "--from-scratch` trains it again as a new run"
+    )
+    if point.any_on_disk:
+        why = "; ".join(f"step {step}: {reason}" for step, reason in point.skipped)
+        raise RunStateError(f"run {run_id} has no usable checkpoint to resume from ({why}); {kept}")
     raise RunStateError(
         f"run {run_id} has no checkpoint on disk to resume from (looked in "
-        f"{checkpoint_root(store, run_id)}); its {info.last_step} recorded steps are kept. "
-        f"`rlstudio resume {run_id} --from-scratch` trains it again as a new run"
+        f"{checkpoint_root(store, run_id)}); {kept}"
     )
 
 
@@ -360,9 +409,7 @@ def evaluate_run(store: Store, run_id: int, progress=None) -> dict[str, dict[str
 
     cfg = run_config(store, run_id)
     algo = ALGORITHMS[cfg.algorithm.name]
-    ckpt = store.newest_checkpoint_on_disk(run_id)
-    if ckpt is None:
-        raise RunStateError(f"run {run_id} has no checkpoint on disk to evaluate")
+    ckpt = usable_checkpoint(store, run_id, "evaluate", progress)
     prompt_set = load_prompts(cfg.data, cfg.base_dir)
     _train, heldout = heldout_split(cfg, prompt_set)
     if not heldout:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import RunState, default_run_name
+from core import RunState, default_run_name, resume_point
 from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict, validate
 from core.data import with_absolute_paths
 from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
@@ -214,7 +214,7 @@ class MainWindow(QMainWindow):
         if choice.restart:
             self._begin(restarted_run(processes, run_id, self.store, choice.overrides, self))
             return
-        ckpt = self.store.newest_checkpoint_on_disk(run_id)
+        ckpt = resume_point(self.store, run_id).checkpoint  # the one resume_run verifies
         after = ckpt.step if ckpt else 0
         # the steps up to the checkpoint it resumes from; the live points follow them
         self.live = self._show_stored(run_id, up_to=after)

@@ -473,7 +473,7 @@ def _rate(args) -> int:
 def _export(args) -> int:
     from core.exports import export_run_model
 
-    out, step = export_run_model(_store(args), args.run_id, args.out)
+    out, step = export_run_model(_store(args), args.run_id, args.out, say=_say)
     print(f"exported run {args.run_id} (step {step}) to {out}")
     return 0
 

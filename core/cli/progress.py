@@ -70,5 +70,5 @@ class ConsoleProgress:
             )
             if event.message and event.state != RunState.RUNNING:
                 self.console.print(f"{event.state}: {event.message}")
-        elif isinstance(event, Log):
-            self.console.print(f"[{event.level}] {event.message}")
+        elif isinstance(event, Log):  # as written: a whole line, its brackets not markup
+            self.console.print(f"[{event.level}] {event.message}", markup=False, soft_wrap=True)

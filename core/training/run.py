@@ -26,6 +26,8 @@ from core.lm.packed_linear import bf16_unpacked_reason
 from core.lm.policy import LoadedModels, load_models
 from core.parallel import distributed, sharding
 from core.training.checkpoint import (
+    is_legacy,
+    legacy_note,
     load_checkpoint,
     prune,
     remove_partial,
@@ -52,11 +54,13 @@ def seed_everything(seed: int) -> None:
 class Resume:
     """How a run carries on: its checkpoint, the checkpoints it recorded before ({step:
     folder}: the only ones pruning may delete besides its own new ones), and the settings
-    changed since that checkpoint (`core.config.RESUMABLE_SETTINGS`)."""
+    changed since that checkpoint (`core.config.RESUMABLE_SETTINGS`); the newer checkpoints
+    that were damaged (`skipped`)."""
 
     checkpoint: Path | None = None
     recorded: Mapping[int, Path] = field(default_factory=dict)
     changed: frozenset[str] = frozenset()
+    skipped: tuple[str, ...] = ()  # a line for each newer checkpoint passed over, and why
 
 
 class TrainingRun:
@@ -98,7 +102,10 @@ class TrainingRun:
         run = cls(validate(config), control, checkpoint_dir, resume)
         run._check_world()
         yield from run._remove_partial_saves()
-        resume_from = resume.checkpoint
+        if run.rank == 0:
+            for line in resume.skipped:
+                yield Log("warning", line)
+        resume_from = None if resume.checkpoint is None else Path(resume.checkpoint)
         yield Status(RunState.LOADING, f"Loading {run.cfg.model.name}", 0, run.total)
         seed_everything(run.cfg.training.seed)
         run.prompt_set = load_prompts(run.cfg.data, run.cfg.base_dir)
@@ -110,6 +117,8 @@ class TrainingRun:
         run._share_weights()
         # The weights are read before sharding (each rank reads the whole checkpoint), the
         # optimiser's state after (it is sharded like the weights).
+        if resume_from is not None and is_legacy(resume_from) and run.rank == 0:
+            yield Log("info", legacy_note(resume_from))
         state = None if resume_from is None else load_checkpoint(resume_from, run.models.policy)
         yield from run._shard()
         run._build_training()

@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit
 
-from core import RESUMABLE_SETTINGS, RunConfig, Store
+from core import RESUMABLE_SETTINGS, RunConfig, Store, resume_point
 from core.config import ConfigError, from_dict, parse_override, resumed_with
 
 
@@ -33,20 +33,13 @@ def _value(cfg: RunConfig, key: str) -> Any:
 class ResumeDialog(QDialog):
     def __init__(self, store: Store, run_id: int, parent=None) -> None:
         super().__init__(parent)
-        info, ckpt = store.run(run_id), store.newest_checkpoint_on_disk(run_id)
+        info, point = store.run(run_id), resume_point(store, run_id)
         self.cfg = from_dict(RunConfig, dict(store.run_config(run_id)))
-        self.restart = ckpt is None and info.last_step > 0
+        self.restart = point.checkpoint is None and info.last_step > 0
         self.setWindowTitle(f"Resume run {run_id}")
         form = QFormLayout(self)
-        if self.restart:
-            text = (
-                f"Run {run_id} has no checkpoint on disk to resume from; its "
-                f"{info.last_step} recorded steps are kept. It can start over as a new "
-                "run linked to it."
-            )
-        else:
-            text = f"Run {run_id} carries on from step {ckpt.step if ckpt else 0}."
-        self.intro = QLabel(text + " These settings may change:", wordWrap=True)
+        self.intro = QLabel(_intro(run_id, info.last_step, point) + " These settings may change:")
+        self.intro.setWordWrap(True)
         form.addRow(self.intro)
         self.fields: dict[str, QLineEdit] = {}
         for key in RESUMABLE_SETTINGS:
@@ -79,6 +72,21 @@ class ResumeDialog(QDialog):
 
     def choice(self) -> ResumeChoice:
         return ResumeChoice(self.overrides(), self.restart)
+
+
+def _intro(run_id: int, last_step: int, point) -> str:
+    """Where the run carries on, and which newer checkpoints are damaged and why."""
+    skipped = "".join(f" {line[0].upper()}{line[1:]}." for line in point.lines())
+    if point.checkpoint is not None or last_step <= 0:
+        step = point.checkpoint.step if point.checkpoint else 0
+        return f"Run {run_id} carries on from step {step}.{skipped}"
+    which, why = "checkpoint on disk", ""
+    if point.any_on_disk:
+        which, why = "usable checkpoint", f" ({'; '.join(point.lines())})"
+    return (
+        f"Run {run_id} has no {which} to resume from{why}; its {last_step} recorded steps "
+        "are kept. It can start over as a new run linked to it."
+    )
 
 
 def ask_how_to_resume(store: Store, run_id: int, parent=None) -> ResumeChoice | None:

@@ -117,3 +117,26 @@ def test_a_run_whose_checkpoints_are_gone_starts_over_as_a_linked_run_and_delete
     with Store(db_url) as store:
         assert [r.id for r in store.runs()] == [1]
     assert not ckpt_dir.exists()  # its checkpoints went with it
+
+
+def test_resume_passes_over_a_damaged_newest_checkpoint_and_the_log_says_why(window, qtbot, db_url):
+    _trained_run(db_url, steps=3)
+    with Store(db_url) as store:
+        newest = Path(store.checkpoints(1)[-1].path)
+    weights = newest / "model" / "model.safetensors"
+    size = weights.stat().st_size
+    with weights.open("r+b") as fh:
+        fh.truncate(size // 2)
+    half = f"{size // 2} of {size} bytes"
+    line = f"skipped checkpoint step 3: model/model.safetensors is truncated ({half})"
+    seen: list = []
+    _click_resume(window, qtbot, 1, {}, seen)
+    intro = seen[0].intro.text()
+    assert intro.startswith("Run 1 carries on from step 2.") and line[1:] in intro
+    qtbot.waitUntil(lambda: window.live_run is None, timeout=WAIT_MS)
+    assert f"[warning] {line}" in window.log.toPlainText()
+    with Store(db_url) as store:
+        run = store.run(1)
+        assert (run.status, run.last_step) == ("completed", 3)
+        assert store.metrics(1)["reward/mean"].steps.tolist() == [1, 2, 3]
+        assert line in [e.message for e in store.logs(1)]

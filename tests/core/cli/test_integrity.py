@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from core.cli.main import main
 from core.store import RunStatus, Store
-from core.training.checkpoint import STATE_FILE
+from core.training.checkpoint import STATE_JSON, read_trainer_state
 from tests.core.cli.test_main import wait_for
 from tests.core.helpers import TINY_RECIPE
 
@@ -86,7 +85,7 @@ def test_a_deleted_runs_id_is_not_reused_and_the_new_runs_checkpoints_survive(db
     # a folder a run-2 of an older version left behind, never recorded for the new run 2
     stray = folders / "run-2" / "step_99"
     stray.mkdir(parents=True)
-    (stray / STATE_FILE).write_bytes(b"old")
+    (stray / STATE_JSON).write_bytes(b"old")
 
     train(db, 3, 1)
     with Store(db) as store:
@@ -151,9 +150,7 @@ def test_resume_with_a_lower_learning_rate_uses_and_records_it(db, tmp_path, cap
         "resumed with training.learning_rate 0.0003 -> 1e-05, algorithm.kl_coef 0.01 -> 0.5, "
         "training.steps 2 -> 4"
     ) in logs
-    state = torch.load(
-        tmp_path / "runs-checkpoints" / "run-1" / "step_4" / STATE_FILE, weights_only=False
-    )
+    state = read_trainer_state(tmp_path / "runs-checkpoints" / "run-1" / "step_4")
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)
 
 

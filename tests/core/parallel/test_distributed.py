@@ -63,10 +63,10 @@ def test_rlstudio_train_and_resume_run_unchanged_under_torchrun(tmp_path: Path) 
         assert store.sample_count(run.id) == 4 * 2  # rank 0's samples only
         logs = [e.message for e in store.logs(run.id)]
         assert sum(m.startswith("no held-out prompts") for m in logs) == 1
-        state = Path(store.checkpoints(run.id)[-1].path) / "trainer_state.pt"
-        import torch
+        from core.training.checkpoint import read_trainer_state
 
-        assert len(torch.load(state, weights_only=False)["rng_ranks"]) == 2
+        state = read_trainer_state(Path(store.checkpoints(run.id)[-1].path))
+        assert len(state["rng_ranks"]) == 2
 
     # Resume in the same launch mode: from step 4's checkpoint to step 6.
     _torchrun([*cli, "resume", str(run.id), "--db", db, "--steps", "6"], tmp_path)
@@ -103,16 +103,16 @@ def _accelerate(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 def _checkpoint(db: str, step: int) -> tuple[dict, dict]:
     """(LM weights, trainer state) of a run's checkpoint at `step`."""
-    import torch
     from safetensors.torch import load_file
 
     from core.store import Store
+    from core.training.checkpoint import read_trainer_state
 
     with Store(db) as store:
         (run,) = store.runs()
         path = {c.step: Path(c.path) for c in store.checkpoints(run.id)}[step]
     weights = load_file(path / "model" / "model.safetensors")
-    return weights, torch.load(path / "trainer_state.pt", weights_only=False)
+    return weights, read_trainer_state(path)
 
 
 def _assert_same(a: tuple[dict, dict], b: tuple[dict, dict], tol: float, lr: float = 0) -> None:

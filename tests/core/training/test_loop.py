@@ -9,6 +9,7 @@ import pytest
 
 from core.control import Control
 from core.events import Checkpoint, Log, Metrics, Samples, Status
+from core.training.checkpoint import checkpoint_problem
 from core.training.loop import train
 from tests.core.helpers import tiny_config
 
@@ -239,22 +240,22 @@ def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
 def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, monkeypatch):
     import errno
 
-    import core.training.checkpoint
+    from core.training.checkpoint import folder
 
     cfg = tiny_config({"training.steps": 4, "training.checkpoint_every": 2})
-    real_save, calls = core.training.checkpoint.torch.save, []
+    real_write, calls = folder.write_trainer_state, []
 
-    def save_then_fill_the_disk(obj, path):
-        calls.append(path)
+    def write_then_fill_the_disk(state, where):
+        calls.append(where)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(obj, path)
+        return real_write(state, where)
 
-    monkeypatch.setattr(core.training.checkpoint.torch, "save", save_then_fill_the_disk)
+    monkeypatch.setattr(folder, "write_trainer_state", write_then_fill_the_disk)
     with pytest.raises(OSError, match="No space left"):
         list(train(cfg, checkpoint_dir=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]  # no half-written step_4
-    assert (tmp_path / "step_2" / "trainer_state.pt").is_file()
+    assert checkpoint_problem(tmp_path / "step_2") is None
 
 
 def test_a_nan_reward_stops_with_a_clear_error_and_keeps_the_last_good_step(tmp_path):

@@ -1,10 +1,11 @@
 """Checkpoints: everything needed to carry a run on exactly where it was.
 
 A checkpoint is a folder `step_N/` holding `model/` (a plain transformers folder, or
-the LoRA adapter) and `trainer_state.pt` (value head, an algorithm's own heads,
-optimizer, scheduler, RNG states, step, algorithm state). It is written under a
-temporary name and renamed, so a crash mid-write never leaves a half checkpoint that
-looks whole; the next start of the run removes such a leftover (`remove_partial`).
+the LoRA adapter), the trainer state (value head, an algorithm's own heads, optimizer,
+scheduler, RNG states, step, algorithm state: see `state`), and last `manifest.json`
+(each file's size and sha256: see `verify`). It is written under a temporary name and
+renamed, so a crash mid-write never leaves a half checkpoint that looks whole; the next
+start of the run removes such a leftover (`remove_partial`).
 Pruning only ever deletes checkpoints the run itself saved or recorded, never a folder
 merely found in its directory.
 """
@@ -23,8 +24,13 @@ import torch
 
 from core.algorithms.base import HEADS_STATE_KEY
 from core.lm.policy import Policy
-
-STATE_FILE = "trainer_state.pt"
+from core.training.checkpoint.manifest import write_manifest
+from core.training.checkpoint.state import (
+    StateUnreadable,
+    has_trainer_state,
+    read_trainer_state,
+    write_trainer_state,
+)
 
 
 def rng_state() -> dict[str, Any]:
@@ -71,7 +77,8 @@ def save_checkpoint(
             v_head=policy.v_head.state_dict() if policy.v_head is not None else None,
             **{HEADS_STATE_KEY: policy.heads.state_dict() if policy.heads is not None else None},
         )
-        torch.save(state, tmp / STATE_FILE)
+        write_trainer_state(state, tmp)
+        write_manifest(tmp, step)  # last: a folder without it is incomplete
     except BaseException:  # a full disk, say: drop the partial copy, keep the older ones
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -106,8 +113,8 @@ def load_checkpoint(path: Path, policy: Policy) -> dict:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    if not has_trainer_state(path):
+        raise StateUnreadable(f"no checkpoint at {path}: it holds no trainer state")
     model_dir = path / "model"
     if policy.is_lora:
         from peft import set_peft_model_state_dict
@@ -125,7 +132,7 @@ def load_checkpoint(path: Path, policy: Policy) -> dict:
                 f"{sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]}"
             )
         policy.lm.tie_weights()
-    trainer_state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    trainer_state = read_trainer_state(path)
     for module, key in ((policy.v_head, "v_head"), (policy.heads, HEADS_STATE_KEY)):
         if module is not None and trainer_state.get(key) is not None:
             module.load_state_dict(trainer_state[key])
@@ -157,7 +164,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
-    state = torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=False)
+    state = read_trainer_state(Path(checkpoint))
     if extras is not None:
         extras(state, out)
     return out
