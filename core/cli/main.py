@@ -308,13 +308,13 @@ def _started(args, run_id: int) -> None:
 @contextlib.contextmanager
 def _progress(steps: int):
     """The console progress bar; with several processes, rank 0's only."""
-    from core.cli.progress import ConsoleProgress
+    from core.cli.progress import console_progress
     from core.parallel.distributed import is_main
 
     if not is_main():
         yield _Quiet()
         return
-    with ConsoleProgress(steps) as bar:
+    with console_progress(steps) as bar:
         yield bar
 
 
