@@ -24,23 +24,41 @@ def _format(path: Path) -> str:
     return suffix
 
 
-def _number(v: float | None) -> float | str | None:
+def json_number(v: float | None) -> float | str | None:
     """JSON has no NaN / inf: write them as strings rather than invalid JSON."""
     if v is None or math.isfinite(v):
         return v
     return str(v)
 
 
-def export_metrics(store: Store, run_id: int, path: str | Path) -> int:
-    """Every metric point (step, wall time, key, value); returns the number of rows."""
-    path = Path(path)
-    kind = _format(path)
+def metric_rows(store: Store, run_id: int) -> list[tuple[int, float, str, float]]:
+    """Every metric point as (step, wall time, key, value), by step then key."""
     rows = [
         (int(step), float(wall), key, float(value))
         for key, series in store.metrics(run_id).items()
         for step, wall, value in zip(series.steps, series.wall_times, series.values)
     ]
     rows.sort(key=lambda r: (r[0], r[2]))
+    return rows
+
+
+def wide_rows(rows: list[tuple[int, float, str, float]]) -> tuple[list[str], list[dict]]:
+    """One row per step with a column per key (the keys, then the rows); a key the step
+    did not log is None there. A step's wall time is the latest of its points."""
+    keys = sorted({key for _s, _w, key, _v in rows})
+    by_step: dict[int, dict] = {}
+    for step, wall, key, value in rows:
+        row = by_step.setdefault(step, {"step": step, "wall_time": wall})
+        row["wall_time"] = max(row["wall_time"], wall)
+        row[key] = value
+    return keys, [by_step[step] for step in sorted(by_step)]
+
+
+def export_metrics(store: Store, run_id: int, path: str | Path) -> int:
+    """Every metric point (step, wall time, key, value); returns the number of rows."""
+    path = Path(path)
+    kind = _format(path)
+    rows = metric_rows(store, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == ".csv":
         with path.open("w", newline="", encoding="utf-8") as f:
@@ -48,7 +66,9 @@ def export_metrics(store: Store, run_id: int, path: str | Path) -> int:
             writer.writerow(["step", "wall_time", "key", "value"])
             writer.writerows(rows)
     else:
-        data = [{"step": s, "wall_time": w, "key": k, "value": _number(v)} for s, w, k, v in rows]
+        data = [
+            {"step": s, "wall_time": w, "key": k, "value": json_number(v)} for s, w, k, v in rows
+        ]
         path.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return len(rows)
 
@@ -77,8 +97,8 @@ def export_samples(store: Store, run_id: int, path: str | Path, page: int = 1000
                 "idx": s.idx,
                 "prompt": s.prompt,
                 "completion": s.completion,
-                "reward": _number(s.reward),
-                "components": {k: _number(v) for k, v in s.components.items()},
+                "reward": json_number(s.reward),
+                "components": {k: json_number(v) for k, v in s.components.items()},
                 "tokens": s.tokens,
                 "logprobs": s.logprobs,
                 "kl": s.kl,

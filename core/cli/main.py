@@ -29,7 +29,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core import __version__
+
     parser = _Parser(prog="rlstudio", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rlstudio {__version__}")
     parser.add_argument(
         "--db", help="SQLAlchemy URL of the store (default: SQLite in the user data folder)"
     )
@@ -75,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list the runs in the store")
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("metrics", help="print a run's metrics (a summary, CSV or JSON)")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--csv", action="store_const", const="csv", dest="form", help="as CSV")
+    form.add_argument("--json", action="store_const", const="json", dest="form", help="as JSON")
+    p.add_argument("--wide", action="store_true", help="one row per step, a column per key")
 
     p = sub.add_parser(
         "eval", help="evaluate a run's start and last checkpoint on held-out prompts"
@@ -152,6 +163,7 @@ def _command(args) -> int:
                 "resume": _resume,
                 "delete": _delete,
                 "runs": _runs,
+                "metrics": _metrics,
                 "eval": _eval,
                 "rate": _rate,
                 "export": _export,
@@ -411,6 +423,12 @@ def _runs(args) -> int:
         )
     Console().print(table)
     return 0
+
+
+def _metrics(args) -> int:
+    from core.cli.metrics import print_metrics
+
+    return print_metrics(_store(args), args.run_id, args.form, args.wide)
 
 
 def _eval(args) -> int:
