@@ -110,16 +110,44 @@ def export_samples(store: Store, run_id: int, path: str | Path, page: int = 1000
     return len(samples)
 
 
-def export_run_model(store: Store, run_id: int, out: str | Path) -> tuple[Path, int]:
-    """The run's newest checkpoint on disk as a folder plain transformers loads."""
+MODEL_FORMATS = ("hf", "gguf", "adapter")
+
+
+def export_run_model(
+    store: Store, run_id: int, out: str | Path, format: str = "hf", outtype: str = "f16"
+) -> tuple[Path, int]:
+    """The run's newest checkpoint on disk, written into the folder `out` as
+    - "hf": a folder plain transformers loads (LoRA merged into its base),
+    - "gguf": `run-N-<outtype>.gguf`, llama.cpp's format, with the tokenizer and its chat
+      template (`outtype`: f32, f16, bf16 or q8_0, the converter's names),
+    - "adapter": a LoRA run's peft adapter folder (`AutoPeftModelForCausalLM` loads it).
+    Returns what was written (the folder, or the .gguf file) and the checkpoint's step."""
     from core.algorithms import ALGORITHMS
     from core.runner import run_config
     from core.training.checkpoint import export_model
 
+    if format not in MODEL_FORMATS:
+        raise RunStateError(f"--format {format!r}: must be one of {', '.join(MODEL_FORMATS)}")
     cfg = run_config(store, run_id)
     ckpt = store.newest_checkpoint_on_disk(run_id)
     if ckpt is None:
         raise RunStateError(f"run {run_id} has no checkpoint on disk to export")
+    out = Path(out)
+    if format == "adapter":
+        from core.export_adapter import export_adapter
+
+        model_dir = Path(ckpt.path) / "model"
+        return export_adapter(model_dir, out, cfg.model.name, run_id), ckpt.step
     extras = functools.partial(ALGORITHMS[cfg.algorithm.name].export_extras, cfg)
-    path = export_model(Path(ckpt.path), Path(out), cfg.model.name, cfg.training.seed, extras)
-    return path, ckpt.step
+    if format == "hf":
+        path = export_model(Path(ckpt.path), out, cfg.model.name, cfg.training.seed, extras)
+        return path, ckpt.step
+    import tempfile
+
+    from core.export_gguf import check_converter, convert_to_gguf
+
+    check_converter(outtype)  # before the minutes the folder takes to write
+    with tempfile.TemporaryDirectory(prefix="rlstudio-gguf-") as tmp:
+        hf = export_model(Path(ckpt.path), Path(tmp), cfg.model.name, cfg.training.seed)
+        gguf = convert_to_gguf(hf, out / f"run-{run_id}-{outtype}.gguf", outtype)
+    return gguf, ckpt.step

@@ -99,10 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .jsonl")
     p.add_argument("--per-prompt", type=int, default=1, help="completions per prompt")
 
-    p = sub.add_parser("export", help="write a run's model as a plain transformers folder")
+    p = sub.add_parser("export", help="write a run's model: transformers, GGUF or its adapter")
     p.add_argument("run_id", type=int)
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--format",
+        choices=("hf", "gguf", "adapter"),
+        default="hf",
+        help="hf: a transformers folder (default); gguf: a .gguf llama.cpp reads; "
+        "adapter: a LoRA run's peft adapter",
+    )
+    p.add_argument(
+        "--outtype",
+        choices=("f32", "f16", "bf16", "q8_0"),
+        default="f16",
+        help="with --format gguf: the weights' type (llama.cpp's converter's names)",
+    )
     return parser
 
 
@@ -470,7 +483,9 @@ def _rate(args) -> int:
 def _export(args) -> int:
     from core.exports import export_run_model
 
-    out, step = export_run_model(_store(args), args.run_id, args.out)
+    out, step = export_run_model(
+        _store(args), args.run_id, args.out, format=args.format, outtype=args.outtype
+    )
     print(f"exported run {args.run_id} (step {step}) to {out}")
     return 0
 
