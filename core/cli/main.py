@@ -79,14 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("metrics", help="print a run's metrics (a summary, CSV or JSON)")
-    p.add_argument("run_id", type=int)
-    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
-    form = p.add_mutually_exclusive_group()
-    form.add_argument("--csv", action="store_const", const="csv", dest="form", help="as CSV")
-    form.add_argument("--json", action="store_const", const="json", dest="form", help="as JSON")
-    p.add_argument("--wide", action="store_true", help="one row per step, a column per key")
-
     p = sub.add_parser(
         "eval", help="evaluate a run's start and last checkpoint on held-out prompts"
     )
@@ -98,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe .toml: its model, prompts, generation and reward")
     p.add_argument("--out", required=True, help="output .jsonl")
     p.add_argument("--per-prompt", type=int, default=1, help="completions per prompt")
+
+    _add_output_commands(sub)
+    return parser
+
+
+def _add_output_commands(sub) -> None:
+    """`metrics` and `export`: what a run leaves, out of the store."""
+    p = sub.add_parser("metrics", help="print a run's metrics (a summary, CSV or JSON)")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--csv", action="store_const", const="csv", dest="form", help="as CSV")
+    form.add_argument("--json", action="store_const", const="json", dest="form", help="as JSON")
+    p.add_argument("--wide", action="store_true", help="one row per step, a column per key")
 
     p = sub.add_parser("export", help="write a run's model: transformers, GGUF or its adapter")
     p.add_argument("run_id", type=int)
@@ -116,7 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="f16",
         help="with --format gguf: the weights' type (llama.cpp's converter's names)",
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
