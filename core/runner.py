@@ -37,6 +37,7 @@ from core.paths import data_dir
 from core.rewards import RewardError
 from core.rewards.trial import trial_call
 from core.store import CheckpointInfo, RunRecorder, RunStatus, Store
+from core.trackers import TrackedRun, TrackerSink, open_trackers
 from core.training.checkpoint import newest_usable
 from core.training.loop import Resume, build_run_reward, train
 
@@ -317,9 +318,11 @@ def _drive(
     # a while (PostgreSQL restarting) delays them, and the run goes on.
     recorder = RunRecorder(store, run_id)
     heartbeat = Heartbeat(store, run_id)
+    trackers = _open_trackers(cfg, store, run_id, recorder, on_event)
     try:
         for event in events:
             _record(recorder, event)
+            trackers.on_event(event)
             if isinstance(event, Status) and event.state in (RunState.COMPLETED, RunState.STOPPED):
                 final = RunStatus(event.state)
             if on_event is not None:
@@ -343,9 +346,34 @@ def _drive(
         heartbeat.close()
         _finish(recorder, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        trackers.close()
     heartbeat.close()
     recorder.status(final)
     recorder.close()
+
+
+def _open_trackers(
+    cfg: RunConfig,
+    store: Store,
+    run_id: int,
+    recorder: RunRecorder,
+    on_event: EventCallback | None,
+) -> TrackerSink:
+    """`logging.report_to`'s trackers (rank 0 only), writing under the run's folder; what
+    they say (where they write, or why one is off) goes to the run's log and the caller,
+    after how many processes train."""
+
+    def say(level: str, message: str) -> None:
+        recorder.log(level, message)
+        if on_event is not None:
+            on_event(Log(level, message))
+
+    say("info", f"training on {distributed.describe()}")
+    folder = checkpoint_root(store, run_id)
+    config = dict(to_dict(cfg), run_id=run_id)
+    run = TrackedRun(run_id, store.run(run_id).name, config, folder, folder.parent)
+    return open_trackers(cfg.logging.report_to, run, say)
 
 
 class Heartbeat:

@@ -30,7 +30,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core import __version__
+
     parser = _Parser(prog="rlstudio", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rlstudio {__version__}")
     parser.add_argument(
         "--db", help="SQLAlchemy URL of the store (default: SQLite in the user data folder)"
     )
@@ -89,10 +92,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .jsonl")
     p.add_argument("--per-prompt", type=int, default=1, help="completions per prompt")
 
-    p = sub.add_parser("export", help="write a run's model as a plain transformers folder")
+    _add_output_commands(sub)
+    return parser
+
+
+def _add_output_commands(sub) -> None:
+    """`metrics` and `export`: what a run leaves, out of the store."""
+    p = sub.add_parser("metrics", help="print a run's metrics (a summary, CSV or JSON)")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--csv", action="store_const", const="csv", dest="form", help="as CSV")
+    form.add_argument("--json", action="store_const", const="json", dest="form", help="as JSON")
+    p.add_argument("--wide", action="store_true", help="one row per step, a column per key")
+
+    p = sub.add_parser("export", help="write a run's model: transformers, GGUF or its adapter")
     p.add_argument("run_id", type=int)
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--format",
+        choices=("hf", "gguf", "adapter"),
+        default="hf",
+        help="hf: a transformers folder (default); gguf: a .gguf llama.cpp reads; "
+        "adapter: a LoRA run's peft adapter",
+    )
+    p.add_argument(
+        "--outtype",
+        choices=("f32", "f16", "bf16", "q8_0"),
+        default="f16",
+        help="with --format gguf: the weights' type (llama.cpp's converter's names)",
+    )
 
     p = sub.add_parser("import-trl", help="a recipe from a TRL GRPOConfig / RLOOConfig YAML")
     p.add_argument("config", help="the TRL config (.yaml, as config.to_dict() or a TRL script's)")
@@ -100,7 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer", choices=("grpo", "rloo"), default="grpo", help="TRL's trainer")
     p.add_argument("--prompts", help="data.prompts: a bundled name, a file or a saved folder")
     p.add_argument("--reward", help="a reward file, FILE.py or FILE.py:FUNCTION")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +201,7 @@ def _command(args) -> int:
                 "resume": _resume,
                 "delete": _delete,
                 "runs": _runs,
+                "metrics": _metrics,
                 "eval": _eval,
                 "rate": _rate,
                 "export": _export,
@@ -329,13 +359,13 @@ def _started(args, run_id: int) -> None:
 @contextlib.contextmanager
 def _progress(steps: int):
     """The console progress bar; with several processes, rank 0's only."""
-    from core.cli.progress import ConsoleProgress
+    from core.cli.progress import console_progress
     from core.parallel.distributed import is_main
 
     if not is_main():
         yield _Quiet()
         return
-    with ConsoleProgress(steps) as bar:
+    with console_progress(steps) as bar:
         yield bar
 
 
@@ -434,6 +464,12 @@ def _runs(args) -> int:
     return 0
 
 
+def _metrics(args) -> int:
+    from core.cli.metrics import print_metrics
+
+    return print_metrics(_store(args), args.run_id, args.form, args.wide)
+
+
 def _eval(args) -> int:
     from core.runner import evaluate_run
 
@@ -473,7 +509,9 @@ def _rate(args) -> int:
 def _export(args) -> int:
     from core.exports import export_run_model
 
-    out, step = export_run_model(_store(args), args.run_id, args.out, say=_say)
+    out, step = export_run_model(
+        _store(args), args.run_id, args.out, format=args.format, outtype=args.outtype, say=_say
+    )
     print(f"exported run {args.run_id} (step {step}) to {out}")
     return 0
 

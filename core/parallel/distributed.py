@@ -50,6 +50,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def describe() -> str:
+    """Says "1 process", or "2 processes (gloo)", as the run's log and the CLI show it."""
+    n = world_size()
+    return "1 process" if n == 1 else f"{n} processes ({dist.get_backend()})"
+
+
 @contextlib.contextmanager
 def session() -> Iterator[None]:
     """Opens the process group when launched as several processes; closes it at the end."""

@@ -77,9 +77,12 @@ class _Field:
             tip += (
                 f"\nRange: {lo if lo is not None else '-inf'} .. {hi if hi is not None else 'inf'}"
             )
+        listed = typing.get_origin(hint) is tuple  # a list of choices: typed, comma-separated
+        if listed and meta.get("choices"):
+            tip += f"\nAny of: {', '.join(meta['choices'])}"
         if hint is bool:
             self.widget: QWidget = QCheckBox()
-        elif meta.get("choices"):
+        elif meta.get("choices") and not listed:
             self.widget = QComboBox()
             self.widget.addItems(list(meta["choices"]))
         else:

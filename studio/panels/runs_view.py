@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from core import USER_ERRORS, delete_run, export_metrics, export_run_model, export_samples
 from core.store import RunInfo, Store, error_reason
+from studio.panels.export_dialog import ask_export
 from studio.panels.resume_dialog import ask_how_to_resume
 from studio.tasks import Task, run_in_background
 
@@ -112,7 +114,10 @@ class RunsView(QWidget):
         menu = QMenu(export)
         menu.addAction("Metrics (CSV / JSON)...", lambda: self._export("metrics"))
         menu.addAction("Samples (CSV / JSON)...", lambda: self._export("samples"))
-        menu.addAction("Model folder...", self._export_model)
+        menu.addAction("Model: transformers folder...", lambda: self._export_model("hf"))
+        menu.addAction("Model: GGUF file for llama.cpp...", lambda: self._export_model("gguf"))
+        menu.addAction("Model: LoRA adapter...", lambda: self._export_model("adapter"))
+        self.export_menu = menu
         export.setMenu(menu)
         bar.addWidget(export)
         bar.addStretch(1)
@@ -303,16 +308,21 @@ class RunsView(QWidget):
                 parent=self,
             )
 
-    def _export_model(self) -> None:
+    def _export_model(self, format: str) -> None:
         run_id = self._one()
         if run_id is None:
             return
-        out = QFileDialog.getExistingDirectory(self, "Export the model into a folder")
-        if out:
-            store = self.store
+        store = self.store
+        lora = int(store.run_config(run_id).get("model", {}).get("lora_r", 0) or 0) > 0
+        default = Path.home() / f"run-{run_id}-{format}"
+        choice = ask_export(run_id, lora, default, format, parent=self)
+        if choice is not None:
+            out = choice.folder
             self.message.emit(f"Exporting run {run_id} to {out}...")
             run_in_background(
-                lambda: export_run_model(store, run_id, out),
+                lambda: export_run_model(
+                    store, run_id, out, format=choice.format, outtype=choice.outtype
+                ),
                 on_done=lambda done: self.message.emit(
                     f"Exported run {run_id} (step {done[1]}) to {done[0]}"
                 ),

@@ -51,6 +51,7 @@ def test_rlstudio_train_and_resume_run_unchanged_under_torchrun(tmp_path: Path) 
         [*cli, "train", str(TINY_RECIPE), "--db", db, "--steps", "4", *common], tmp_path
     )
     assert out.stdout.count("stored in") == 1  # rank 0 alone reports (and writes)
+    assert out.stderr.count("training on 2 processes (gloo)") == 1  # the CLI says it too
     with Store(db) as store:
         runs = store.runs()
         assert len(runs) == 1, "only rank 0 creates the run row"
@@ -63,6 +64,7 @@ def test_rlstudio_train_and_resume_run_unchanged_under_torchrun(tmp_path: Path) 
         assert store.sample_count(run.id) == 4 * 2  # rank 0's samples only
         logs = [e.message for e in store.logs(run.id)]
         assert sum(m.startswith("no held-out prompts") for m in logs) == 1
+        assert "training on 2 processes (gloo)" in logs
         from core.training.checkpoint import read_trainer_state
 
         state = read_trainer_state(Path(store.checkpoints(run.id)[-1].path))
