@@ -70,7 +70,14 @@ def rows_jsonl(path: Path) -> list[dict]:
 
 def _datasets() -> Any:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # a prompt file never needs the hub
-    import datasets
+    try:
+        import datasets
+    except ImportError:  # the desktop bundle leaves it out (with pyarrow, ~200 MB)
+        raise DataError(
+            ".json, .parquet files and saved data set folders need the `datasets` package, "
+            "which this installation lacks: convert the set to .jsonl or .csv, or use "
+            "`pip install datasets`"
+        ) from None
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
