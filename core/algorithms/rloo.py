@@ -8,7 +8,7 @@ import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import kl_estimate, masked_mean
-from core.algorithms.group import rloo_advantages, rloo_loss
+from core.algorithms.group import constant_group_share, rloo_advantages, rloo_loss
 
 
 class RLOO(Algorithm):
@@ -24,6 +24,7 @@ class RLOO(Algorithm):
         if rollout.logprobs is None:  # one pass: the update's forward is the sampling policy's
             logp = self.sampling_logprobs_from_update(rollout, slice(None))
         scores = self.shape_scores(scores, rollout.ended)
+        frac_zero_std = constant_group_share(scores, cfg.group_size)  # before the KL penalty
         coef = self.kl_ctl.value
         if cfg.kl_in == "reward":
             kl_pen = kl_estimate(rollout.logprobs, rollout.ref_logprobs, cfg.kl_estimator) * mask
@@ -45,6 +46,7 @@ class RLOO(Algorithm):
             **kl_metrics,
             "objective/score_shaped": float(scores.mean()),
             "policy/grad_norm": norm,
+            "objective/frac_reward_zero_std": frac_zero_std,
         }
         token_adv = advantages[:, None].expand_as(mask) * mask
         return UpdateResult(metrics, token_adv.detach(), kl)
