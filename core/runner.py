@@ -24,6 +24,7 @@ from core.errors import RunStateError
 from core.events import (
     Checkpoint,
     Event,
+    Finding,
     Log,
     Metrics,
     RewardFailure,
@@ -171,7 +172,8 @@ def _claim_for_resume(
         store.log(run_id, "info", f"resumed with {said}")
     recorded = {c.step: Path(c.path) for c in store.checkpoints(run_id)}
     checkpoint = None if ckpt is None else Path(ckpt.path)
-    return cfg, Resume(checkpoint, recorded, frozenset(key for key, _o, _n in changes))
+    changed = frozenset(key for key, _o, _n in changes)
+    return cfg, Resume(checkpoint, recorded, changed, tuple(store.findings(run_id)))
 
 
 def _check_resumable(store: Store, run_id: int, ckpt: CheckpointInfo | None) -> None:
@@ -342,6 +344,8 @@ def _record(recorder: RunRecorder, event: Event) -> None:
         recorder.log(event.level, event.message)
     elif isinstance(event, RewardFailure):
         recorder.log("error", f"reward failed at step {event.step}: {event.message}")
+    elif isinstance(event, Finding):
+        recorder.finding(event)
     elif isinstance(event, Status) and event.state in (RunState.RUNNING, RunState.PAUSED):
         recorder.status(event.state)
 

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", type=int)
     p.add_argument("--db", dest="db_sub", help=argparse.SUPPRESS)
     p.add_argument("--out", required=True, help="output folder")
+
+    from core.cli.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
     return parser
 
 
@@ -155,6 +159,7 @@ def _command(args) -> int:
                 "eval": _eval,
                 "rate": _rate,
                 "export": _export,
+                "doctor": _doctor,
             }[args.command](args)
     except (*USER_ERRORS, StoreUnavailable) as exc:
         print(f"{_who()}: error: {_one_line(exc)}", file=sys.stderr)
@@ -447,6 +452,12 @@ def _rate(args) -> int:
     n = rate_completions(cfg, Path(args.out), per_prompt=args.per_prompt, progress=_say)
     print(f"wrote {n} rated completions to {args.out}")
     return 0
+
+
+def _doctor(args) -> int:
+    from core.cli.doctor import command
+
+    return command(_store(args), args)
 
 
 def _export(args) -> int:

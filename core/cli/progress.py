@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.events import Event, Log, Metrics, RunState, Status
+from core.doctor import one_line
+from core.events import Event, Finding, Log, Metrics, RunState, Status
 
 # What the live line shows, when the step logged it: (metric, label, format).
 STATS = (
@@ -28,6 +29,7 @@ class ConsoleProgress:
         )
         self.task = self.progress.add_task(RunState.LOADING.value, total=total_steps, stats="")
         self._started = False
+        self._said: set[tuple[str, int, str]] = set()  # findings printed: (kind, step, severity)
 
     def __enter__(self) -> ConsoleProgress:
         return self
@@ -72,3 +74,8 @@ class ConsoleProgress:
                 self.console.print(f"{event.state}: {event.message}")
         elif isinstance(event, Log):
             self.console.print(f"[{event.level}] {event.message}")
+        elif isinstance(event, Finding):  # new or grown more severe: one line (updates: none)
+            said = (event.kind, event.step, event.severity)
+            if said not in self._said:
+                self._said.add(said)
+                self.console.print(one_line(event), markup=False, highlight=False)

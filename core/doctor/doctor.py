@@ -26,6 +26,7 @@ class Doctor:
         self.history = History(size=max(64, settings.stall_steps, 4 * settings.window))
         self.open: dict[str, Finding] = {}
         self.closed: list[Finding] = []
+        self._sent: dict[tuple[str, int], Finding] = {}  # as last handed out, by (kind, step)
 
     @classmethod
     def for_run(cls, cfg: RunConfig) -> Doctor:
@@ -44,7 +45,24 @@ class Doctor:
             self.open[kind] = finding
             if changed:
                 news.append(finding)
+                self._sent[kind, finding.step] = finding
         return news
+
+    def carry_on(self, findings: Iterable[Finding]) -> None:
+        """A resumed run: the findings it had stay open (a problem that goes on after the
+        resume is the same finding, sent again only if it grows worse)."""
+        for f in sorted(findings, key=lambda f: f.step):
+            if f.kind in self.rules:
+                self.open[f.kind] = f
+                self._sent[f.kind, f.step] = f
+
+    def unsent(self) -> list[Finding]:
+        """The findings that went on (or changed) since they were last handed out, as they
+        stand now; they count as handed out from here. The run's end sends these, so the
+        store holds each finding's last step."""
+        out = [f for f in self.findings if self._sent.get((f.kind, f.step)) != f]
+        self._sent.update({(f.kind, f.step): f for f in out})
+        return out
 
     def _update(self, kind: str, step: int, verdict: Verdict) -> tuple[Finding, bool]:
         """The open finding of `kind` carried to `step`, and whether it is new or worse."""

@@ -101,3 +101,11 @@ class History:
     def highest(self, key: str) -> float | None:
         """The key's largest finite value since the run (or its doctor) began."""
         return self.maxima.get(key)
+
+
+def one_line(finding) -> str:
+    """A finding as the CLI prints it when it appears: severity, where, what, what to try."""
+    return (
+        f"doctor: {finding.severity} at step {finding.step}, {finding.kind}: "
+        f"{finding.explanation} Try: {finding.suggestion}"
+    )

@@ -47,8 +47,10 @@ def train(
             yield from run.control_point()
             yield from run.train_step()
             yield from run.on_cadence()
+        yield from run.doctor_updates()
         yield from run.evaluate()
     except Stopped:
+        yield from run.doctor_updates()
         yield from run.save_if_unsaved()
         why = run.stop_reason or "Stopped by the user"
         if run.stop_reason:

@@ -21,7 +21,16 @@ from core.control import Control, Stopped
 from core.data import PromptSampler, format_prompt, load_prompts
 from core.doctor import Doctor
 from core.errors import TrainingDiverged
-from core.events import SEVERITIES, Checkpoint, Event, Log, Metrics, RunState, Status
+from core.events import (
+    SEVERITIES,
+    Checkpoint,
+    Event,
+    Finding,
+    Log,
+    Metrics,
+    RunState,
+    Status,
+)
 from core.lm.device import cpu_bf16_hint
 from core.lm.packed_linear import bf16_unpacked_reason
 from core.lm.policy import LoadedModels, load_models
@@ -58,6 +67,7 @@ class Resume:
     checkpoint: Path | None = None
     recorded: Mapping[int, Path] = field(default_factory=dict)
     changed: frozenset[str] = frozenset()
+    findings: tuple[Finding, ...] = ()  # what the run doctor had found (it carries on)
 
 
 class TrainingRun:
@@ -83,6 +93,7 @@ class TrainingRun:
         self.started = 0.0  # perf_counter() when training began (less the time before a resume)
         self._release_memory: Callable[[], None] | None = None
         self.doctor = Doctor.for_run(cfg)
+        self.doctor.carry_on(resume.findings)
         self.stop_reason = ""  # why the run stopped itself (doctor.pause_on), for its status
 
     # ---- set-up ----------------------------------------------------------------------
@@ -295,6 +306,10 @@ class TrainingRun:
                     f"{finding.kind}); change a setting and resume"
                 )
                 self.control.stop()
+
+    def doctor_updates(self) -> Iterator[Event]:
+        """At the run's end: each finding as it stands (the step it was last seen at)."""
+        yield from self.doctor.unsent()
 
     def _count_skipped_updates(self, skipped: int, taken: int) -> None:
         """An update whose optimiser steps were all skipped (a loss or gradient not finite)
