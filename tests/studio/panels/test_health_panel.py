@@ -19,6 +19,8 @@ def _click_row(qtbot, panel, row: int) -> None:
 
 
 def test_a_run_going_wrong_shows_in_health_the_runs_list_and_on_the_curves(window, qtbot, db_url):
+    # the [doctor] settings are in the form, like every other table
+    assert window.setup.form.widget_for("doctor.pause_on") is not None
     set_field(window, "training.steps", "4")
     set_field(window, "training.learning_rate", "0.5")
     set_field(window, "training.checkpoint_every", "0")
