@@ -334,6 +334,73 @@ class LoggingConfig:
     )
 
 
+# The doctor's rules (core/doctor/rules.py), by the kind of finding each makes: named here
+# so `doctor.disable` is checked like any other setting.
+DOCTOR_RULES = (
+    "no_learning_signal",
+    "kl_runaway",
+    "kl_controller_saturated",
+    "entropy_collapse",
+    "truncation",
+    "reward_hacking",
+    "value_head",
+    "instability",
+    "non_finite",
+    "stalled",
+)
+
+
+@dataclass(frozen=True)
+class DoctorConfig:
+    """The run doctor: rules over the recent metrics that say when a run goes wrong."""
+
+    enabled: bool = setting(True, "Check the run after every step and report what goes wrong")
+    disable: tuple[str, ...] = setting((), f"Rules to turn off: {', '.join(DOCTOR_RULES)}")
+    pause_on: str = setting(
+        "",
+        "Pause the run when a finding this severe appears (empty: never pause)",
+        choices=("", "warning", "critical"),
+    )
+    window: int = setting(5, "Steps a rule looks back over", min=2, max=1000)
+    zero_std_frac: float = setting(
+        0.9, "No learning signal: share of groups whose rewards are all equal", min=0.0, max=1.0
+    )
+    kl_factor: float = setting(
+        3.0, "KL runaway: KL above this multiple of algorithm.kl_target", min=1.0, max=1e6
+    )
+    kl_critical_factor: float = setting(
+        10.0, "KL runaway is critical above this multiple of algorithm.kl_target", min=1.0, max=1e6
+    )
+    kl_growth: float = setting(
+        4.0, "KL runaway: KL multiplied by this within the window (and above target)", min=1.0
+    )
+    entropy_drop: float = setting(
+        0.1, "Entropy collapse: entropy below this share of its start", min=0.0, max=1.0
+    )
+    distinct_drop: float = setting(
+        0.5, "Entropy collapse: distinct-2 of the samples below this share of its start", min=0.0
+    )
+    truncated_frac: float = setting(
+        0.8, "Truncation: share of completions cut at max_new_tokens", min=0.0, max=1.0
+    )
+    length_corr: float = setting(
+        0.9, "Reward hacking: correlation of reward and length over the steps", min=0.0, max=1.0
+    )
+    explained_variance_floor: float = setting(
+        0.0, "Value head: explained variance staying below this (PPO, A2C)", min=-1e6, max=1.0
+    )
+    grad_spike: float = setting(
+        10.0, "Instability: gradient norm above this multiple of its recent median", min=1.0
+    )
+    clipfrac_max: float = setting(
+        0.3, "Instability: share of clipped ratios above this", min=0.0, max=1.0
+    )
+    stall_steps: int = setting(20, "Stalled: steps the reward is looked at over", min=4)
+    stall_t: float = setting(
+        1.0, "Stalled: the reward's trend within this many standard errors of none", min=0.0
+    )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -344,6 +411,7 @@ class RunConfig:
     ilql: IlqlConfig = field(default_factory=IlqlConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
     base_dir: str = field(
         default="", metadata={"help": "Folder relative paths resolve against", "hidden": True}
     )
@@ -548,6 +616,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("ilql.dataset: offline ILQL needs a rated .jsonl data set")
     if not checked.reward.components:
         raise ConfigError("reward.components: at least one reward is needed")
+    unknown = [r for r in checked.doctor.disable if r not in DOCTOR_RULES]
+    if unknown:
+        raise ConfigError(
+            f"doctor.disable: unknown rule {unknown[0]!r}; the rules: {', '.join(DOCTOR_RULES)}"
+        )
     return checked
 
 

@@ -90,4 +90,29 @@ class RewardFailure:
     completion: str | None = None
 
 
-Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure
+SEVERITIES = ("info", "warning", "critical")  # a finding's, mildest first
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the run doctor (core/doctor) found wrong: one problem, from the step it began.
+
+    A problem that goes on is one finding: the doctor sends it again, with the same `kind`
+    and `step`, only when it grows more severe; `last_step` is the step it was last seen at
+    and `evidence` the figures that showed it then (metric name or figure -> value)."""
+
+    kind: str
+    severity: str  # one of SEVERITIES
+    step: int
+    last_step: int
+    evidence: dict[str, float]
+    explanation: str
+    suggestion: str
+
+    @property
+    def rank(self) -> int:
+        """0 info, 1 warning, 2 critical: for sorting and the worst of several."""
+        return SEVERITIES.index(self.severity)
+
+
+Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure | Finding

@@ -24,6 +24,7 @@ from core.errors import RunStateError
 from core.events import (
     Checkpoint,
     Event,
+    Finding,
     Log,
     Metrics,
     RewardFailure,
@@ -177,7 +178,7 @@ def _claim_for_resume(
     recorded = {c.step: Path(c.path) for c in store.checkpoints(run_id)}
     checkpoint = None if ckpt is None else Path(ckpt.path)
     changed = frozenset(key for key, _o, _n in changes)
-    return cfg, Resume(checkpoint, recorded, changed, point.lines())
+    return cfg, Resume(checkpoint, recorded, changed, point.lines(), tuple(store.findings(run_id)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,6 +422,8 @@ def _record(recorder: RunRecorder, event: Event) -> None:
         recorder.log(event.level, event.message)
     elif isinstance(event, RewardFailure):
         recorder.log("error", f"reward failed at step {event.step}: {event.message}")
+    elif isinstance(event, Finding):
+        recorder.finding(event)
     elif isinstance(event, Status) and event.state in (RunState.RUNNING, RunState.PAUSED):
         recorder.status(event.state)
 

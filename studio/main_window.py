@@ -32,6 +32,7 @@ from studio.live import (
     resumed_run,
 )
 from studio.panels.dashboard import Dashboard, RunSeries
+from studio.panels.health_panel import HealthPanel
 from studio.panels.resume_dialog import AS_STORED, ResumeChoice
 from studio.panels.reward_editor import RewardEditor, preview_rows
 from studio.panels.runs_view import RunsView
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         self.dashboard = Dashboard()
         self.samples = SamplesView()
         self.runs = RunsView(self.store)
+        self.health = HealthPanel(self.dashboard)
         self.log = QPlainTextEdit(readOnly=True)
         self.log.setMaximumBlockCount(LOG_LINES)
         self.setCentralWidget(self.dashboard)
@@ -95,7 +97,7 @@ class MainWindow(QMainWindow):
         self.runs.connection.connect(self._connection_changed)
 
         self._load_first_recipe(recipe)
-        self._restore_layout()
+        restore_layout(self)
         self.banner_bar.hide()  # a saved layout may hold it shown; it shows only when lost
         self._update_controls()
 
@@ -108,10 +110,10 @@ class MainWindow(QMainWindow):
             "samples": self._dock("Samples", self.samples, Qt.BottomDockWidgetArea),
             "runs": self._dock("Runs", self.runs, Qt.BottomDockWidgetArea),
             "log": self._dock("Log", self.log, Qt.BottomDockWidgetArea),
+            "health": self._dock("Health", self.health, Qt.BottomDockWidgetArea),
         }
-        self.tabifyDockWidget(self.docks["setup"], self.docks["reward"])
-        self.tabifyDockWidget(self.docks["samples"], self.docks["runs"])
-        self.tabifyDockWidget(self.docks["runs"], self.docks["log"])
+        for a, b in (("setup", "reward"), ("samples", "runs"), ("runs", "log"), ("log", "health")):
+            self.tabifyDockWidget(self.docks[a], self.docks[b])
         self.docks["setup"].raise_()
         self.docks["samples"].raise_()
 
@@ -229,6 +231,7 @@ class MainWindow(QMainWindow):
             self.samples.clear()
             self.shown_run_id = None
         run.sig_events.connect(self._on_events)
+        self.health.follow(run)
         run.sig_created.connect(self._run_created)
         run.sig_ended.connect(self._ended)
         self.status_bar.starting(run.starting_text)
@@ -262,6 +265,7 @@ class MainWindow(QMainWindow):
     def show_live(self) -> None:
         if self.running:  # a run of several processes too: its follower fills self.live
             self.dashboard.show_runs([self.live])
+            self.health.show_live()
             self.samples.clear()
             if self._live_id():
                 self.samples.show_stored(self.store, self._live_id())
@@ -384,7 +388,9 @@ class MainWindow(QMainWindow):
 
     def _show_stored(self, run_id: int, up_to: int | None = None) -> RunSeries:
         self.samples.show_stored(self.store, run_id, up_to)
-        return self.dashboard.show_stored(self.store, [run_id], up_to)[0]
+        shown = self.dashboard.show_stored(self.store, [run_id], up_to)[0]
+        self.health.show_stored(self.store, run_id, up_to)
+        return shown
 
     def open_run(self, run_id: int) -> None:
         if self.running and run_id == self._live_id():
@@ -397,6 +403,7 @@ class MainWindow(QMainWindow):
 
     def compare_runs(self, run_ids: list[int]) -> None:
         self.dashboard.show_stored(self.store, run_ids)
+        self.health.show_findings([])
         self.shown_run_id = -1
         self._update_controls()
 
@@ -415,16 +422,6 @@ class MainWindow(QMainWindow):
         save_config(with_absolute_paths(cfg), path)
         self.setup.refresh_recipes()
         self.statusBar().showMessage(f"Saved recipe {path}", 5000)
-
-    def _restore_layout(self) -> None:
-        geometry = self.settings.value("geometry")
-        state = self.settings.value("state")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1500, 950)
-        if state is not None:
-            self.restoreState(state)
 
     def closeEvent(self, event) -> None:
         if self.running:
@@ -449,3 +446,15 @@ class MainWindow(QMainWindow):
     def stop_and_wait(self, timeout_s: float = STOP_WAIT_S) -> bool:
         """Stop the run and wait until it has ended, keeping the window painted meanwhile."""
         return self.live_run is None or self.live_run.stop_and_wait(timeout_s)
+
+
+def restore_layout(window: QMainWindow) -> None:
+    """The window's size and docks as the user left them (or a first size)."""
+    geometry = window.settings.value("geometry")
+    state = window.settings.value("state")
+    if geometry is not None:
+        window.restoreGeometry(geometry)
+    else:
+        window.resize(1500, 950)
+    if state is not None:
+        window.restoreState(state)

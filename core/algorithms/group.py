@@ -55,6 +55,14 @@ def rloo_advantages(scores: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def constant_group_share(scores: torch.Tensor, group_size: int) -> float:
+    """The share of groups whose rewards are all equal: they carry no learning signal (TRL's
+    `frac_reward_zero_std`)."""
+    r = _grouped(scores, group_size)
+    return float((r.amax(dim=1) == r.amin(dim=1)).float().mean()) if r.shape[0] else 0.0
+
+
+@torch.no_grad()
 def group_advantages(
     scores: torch.Tensor,
     group_size: int,

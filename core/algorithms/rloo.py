@@ -8,7 +8,7 @@ import torch
 
 from core.algorithms.base import Algorithm, UpdateResult
 from core.algorithms.common import kl_estimate, masked_sum
-from core.algorithms.group import rloo_advantages, rloo_loss
+from core.algorithms.group import constant_group_share, rloo_advantages, rloo_loss
 from core.config import kl_placement
 
 
@@ -25,6 +25,7 @@ class RLOO(Algorithm):
         if rollout.logprobs is None:  # one pass: the update's forward is the sampling policy's
             first = self.sampling_logprobs_from_update(rollout, slice(None))
         scores = self.shape_scores(scores, rollout.ended)
+        frac_zero_std = constant_group_share(scores, cfg.group_size)  # before the KL penalty
         coef = self.kl_ctl.value
         where, estimator = kl_placement(cfg)
         if where == "reward":
@@ -50,6 +51,7 @@ class RLOO(Algorithm):
             **kl_metrics,
             "objective/score_shaped": float(scores.mean()),
             "policy/grad_norm": norm,
+            "objective/frac_reward_zero_std": frac_zero_std,
         }
         token_adv = advantages[:, None].expand_as(rollout.mask) * rollout.mask
         return UpdateResult(metrics, token_adv.detach(), kl)

@@ -131,6 +131,10 @@ def _add_output_commands(sub) -> None:
     p.add_argument("--prompts", help="data.prompts: a bundled name, a file or a saved folder")
     p.add_argument("--reward", help="a reward file, FILE.py or FILE.py:FUNCTION")
 
+    from core.cli.doctor import add_parser as add_doctor
+
+    add_doctor(sub)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -206,6 +210,7 @@ def _command(args) -> int:
                 "rate": _rate,
                 "export": _export,
                 "import-trl": _import_trl,
+                "doctor": _doctor,
             }[args.command](args)
     except (*USER_ERRORS, StoreUnavailable) as exc:
         print(f"{_who()}: error: {_one_line(exc)}", file=sys.stderr)
@@ -504,6 +509,12 @@ def _rate(args) -> int:
     n = rate_completions(cfg, Path(args.out), per_prompt=args.per_prompt, progress=_say)
     print(f"wrote {n} rated completions to {args.out}")
     return 0
+
+
+def _doctor(args) -> int:
+    from core.cli.doctor import command
+
+    return command(_store(args), args)
 
 
 def _export(args) -> int:

@@ -12,7 +12,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from core.events import Event, Log, Metrics, RunState, Status
+from core.doctor import one_line
+from core.events import Event, Finding, Log, Metrics, RunState, Status
 
 # What a step shows, when the step logged it: (metric, label, format).
 STATS = (
@@ -97,6 +98,7 @@ class LiveProgress:
         )
         self.task = self.progress.add_task(RunState.LOADING.value, total=total_steps, stats="")
         self._started = False
+        self._said: set[tuple[str, int, str]] = set()  # findings printed: (kind, step, severity)
 
     def __enter__(self) -> LiveProgress:
         return self
@@ -140,3 +142,8 @@ class LiveProgress:
                 self._print(f"{event.state}: {event.message}")
         elif isinstance(event, Log):  # as written: a whole line, its brackets not markup
             self._print(f"[{event.level}] {event.message}")
+        elif isinstance(event, Finding):  # new or grown more severe: one line (updates: none)
+            said = (event.kind, event.step, event.severity)
+            if said not in self._said:
+                self._said.add(said)
+                self._print(one_line(event))

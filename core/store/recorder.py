@@ -7,6 +7,7 @@ then in a local spill file, and is written once the server answers again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
+from core.events import Finding
 from core.store.engine import shown_url
 from core.store.records import LogRow, MetricRow, RunStatus, utc_now
 
@@ -175,6 +177,10 @@ class RunRecorder:
         """Lists a checkpoint, after every row queued before it."""
         self._queue({"kind": "checkpoint", "step": int(step), "path": str(path)})
 
+    def finding(self, finding: Finding) -> None:
+        """Stores (or updates) a finding of the run doctor, after every row queued before it."""
+        self._queue({"kind": "finding", "finding": dataclasses.asdict(finding)})
+
     def status(self, status: RunStatus | str, error: str | None = None) -> None:
         """Moves the run to `status`, after every row queued before it."""
         self._queue({"kind": "status", "status": RunStatus(status).value, "error": error})
@@ -252,6 +258,8 @@ class RunRecorder:
             )
         elif op["kind"] == "checkpoint":
             self.store.add_checkpoint(self.run_id, op["step"], op["path"])
+        elif op["kind"] == "finding":
+            self.store.add_findings(self.run_id, [Finding(**op["finding"])])
         else:
             self.store.set_status(self.run_id, op["status"], error=op["error"])
 

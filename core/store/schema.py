@@ -142,3 +142,24 @@ class LogLine(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime)
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+
+
+class FindingRecord(Base):
+    """A problem the run doctor found (`core.events.Finding`): one row per problem, from the
+    step it began, updated as it goes on."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        UniqueConstraint("run_id", "kind", "step", name="uq_findings_run_kind_step"),
+        Index("ix_findings_run_step", "run_id", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer)
+    last_step: Mapped[int] = mapped_column(Integer)
+    evidence_json: Mapped[str] = mapped_column(Text)
+    explanation: Mapped[str] = mapped_column(Text)
+    suggestion: Mapped[str] = mapped_column(Text)

@@ -29,6 +29,7 @@ from core.store.engine import (
     shown_url,
     upgrade,
 )
+from core.store.findings import RunFindings
 from core.store.lifecycle import RunLifecycle
 from core.store.records import (
     CheckpointInfo,
@@ -48,12 +49,12 @@ from core.store.records import (
     loads_optional,
     utc_now,
 )
-from core.store.schema import Checkpoint, LogLine, Metric, Run, Sample
+from core.store.schema import Checkpoint, FindingRecord, LogLine, Metric, Run, Sample
 
 REWARD_KEY = "reward/mean"
 
 
-class Store(RunLifecycle):
+class Store(RunLifecycle, RunFindings):
     """Opens (and migrates) the database; writes runs and answers queries about them."""
 
     def __init__(self, url: str | None = None) -> None:
@@ -180,7 +181,7 @@ class Store(RunLifecycle):
         """Forgets everything past `step`, so a run resumed from that checkpoint starts clean."""
         with self._write() as session:
             run = self._run_row(session, run_id)
-            for model in (Metric, Sample, Checkpoint):
+            for model in (Metric, Sample, Checkpoint, FindingRecord):
                 session.execute(delete(model).where(model.run_id == run_id, model.step > step))
             run.last_step = min(run.last_step, step)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from core.config import RunConfig
 from core.control import Control, Stopped
 from core.errors import TrainingDiverged
-from core.events import Event, RunState, Status
+from core.events import Event, Log, RunState, Status
 from core.rewards import RewardError
 from core.training.reward_pause import build_run_reward
 from core.training.run import RANK_SEED_STRIDE, Resume, TrainingRun, seed_everything
@@ -47,10 +47,15 @@ def train(
             yield from run.control_point()
             yield from run.train_step()
             yield from run.on_cadence()
+        yield from run.doctor_updates()
         yield from run.evaluate()
     except Stopped:
+        yield from run.doctor_updates()
         yield from run.save_if_unsaved()
-        yield Status(RunState.STOPPED, "Stopped by the user", run.step, run.total)
+        why = run.stop_reason or "Stopped by the user"
+        if run.stop_reason:
+            yield Log("warning", run.stop_reason)
+        yield Status(RunState.STOPPED, why, run.step, run.total)
         return
     except (RewardError, TrainingDiverged):
         # The weights are those of the last finished step: keep them so a fixed reward (or

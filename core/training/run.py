@@ -19,8 +19,18 @@ from core.algorithms.common import RunningMoments
 from core.config import ConfigError, RunConfig, validate
 from core.control import Control, Stopped
 from core.data import PromptSampler, format_prompt, load_prompts
+from core.doctor import Doctor
 from core.errors import TrainingDiverged
-from core.events import Checkpoint, Event, Log, Metrics, RunState, Status
+from core.events import (
+    SEVERITIES,
+    Checkpoint,
+    Event,
+    Finding,
+    Log,
+    Metrics,
+    RunState,
+    Status,
+)
 from core.lm.device import cpu_bf16_hint
 from core.lm.packed_linear import bf16_unpacked_reason
 from core.lm.policy import LoadedModels, load_models
@@ -61,6 +71,7 @@ class Resume:
     recorded: Mapping[int, Path] = field(default_factory=dict)
     changed: frozenset[str] = frozenset()
     skipped: tuple[str, ...] = ()  # a line for each newer checkpoint passed over, and why
+    findings: tuple[Finding, ...] = ()  # what the run doctor had found (it carries on)
 
 
 class TrainingRun:
@@ -85,6 +96,9 @@ class TrainingRun:
         self.skipped_in_a_row = 0  # updates, see `_count_skipped_updates`
         self.started = 0.0  # perf_counter() when training began (less the time before a resume)
         self._release_memory: Callable[[], None] | None = None
+        self.doctor = Doctor.for_run(cfg)
+        self.doctor.carry_on(resume.findings)
+        self.stop_reason = ""  # why the run stopped itself (doctor.pause_on), for its status
 
     # ---- set-up ----------------------------------------------------------------------
 
@@ -282,9 +296,30 @@ class TrainingRun:
     def train_step(self) -> Iterator[Event]:
         step_events = offline_step if self.offline else online_step
         skipped, taken = self.algo.skipped_steps, self.algo.optimizer_steps
-        yield from step_events(self, self.step + 1)
+        for event in step_events(self, self.step + 1):
+            yield event
+            if isinstance(event, Metrics):
+                yield from self._examine(event)
         self.step += 1
         self._count_skipped_updates(skipped, taken)
+
+    def _examine(self, metrics: Metrics) -> Iterator[Event]:
+        """The doctor's new findings on this step; one as severe as `doctor.pause_on` stops
+        the run at the end of the step, with a checkpoint, so it can be resumed with other
+        settings (`rlstudio resume N --set ...`, or the studio's Resume)."""
+        pause_on = self.cfg.doctor.pause_on
+        for finding in self.doctor.observe(metrics.step, metrics.values):
+            yield finding
+            if pause_on and finding.rank >= SEVERITIES.index(pause_on) and not self.stop_reason:
+                self.stop_reason = (
+                    f"Paused by the doctor at step {finding.step} ({finding.severity}: "
+                    f"{finding.kind}); change a setting and resume"
+                )
+                self.control.stop()
+
+    def doctor_updates(self) -> Iterator[Event]:
+        """At the run's end: each finding as it stands (the step it was last seen at)."""
+        yield from self.doctor.unsent()
 
     def _count_skipped_updates(self, skipped: int, taken: int) -> None:
         """An update whose optimiser steps were all skipped (a loss or gradient not finite)

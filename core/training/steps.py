@@ -16,6 +16,7 @@ from core.generation.rollout import Rollout, generate_rollout
 from core.lm.policy import LoadedModels
 from core.parallel import distributed
 from core.rewards.scores import component_means
+from core.text_metrics import distinct_n
 from core.training.memory import peak_memory_mb
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def _online_metrics(run: TrainingRun, rollout: Rollout, result, totals, update, 
         "objective/entropy": float(masked_mean(rollout.entropy, rollout.mask)),
         "response/length_mean": float(rollout.lengths.mean()),
         "response/ended_frac": float(rollout.ended.float().mean()),
+        # the share of distinct word pairs: falls as the completions grow alike (the doctor)
+        "response/distinct_2": distinct_n(rollout.completions, 2),
         **times,
         "perf/tokens_per_s": float(rollout.mask.sum()) / max(busy, 1e-9),
         "memory/peak_mb": peak_memory_mb(device),

@@ -27,7 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.events import Finding
 from core.store import Store
+from studio.panels.finding_marks import Mark, draw_marks, focus_plots, remove_marks
 from studio.panels.series import Series
 
 REDRAW_MS = 100
@@ -106,6 +108,7 @@ class Dashboard(QWidget):
         self._dirty = False
         self.smoothing = 0.0
         self.x_axis = "step"
+        self.marks: list[Mark] = []  # the doctor's findings on the curves
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.plots: dict[str, pg.PlotItem] = {}
@@ -156,6 +159,7 @@ class Dashboard(QWidget):
 
     def show_runs(self, runs: Iterable[RunSeries]) -> None:
         """Replace what is drawn (one run, or several to compare)."""
+        self.mark_findings([])
         for plot in self.plots.values():
             plot.clear()
             if plot.legend is not None:
@@ -184,6 +188,18 @@ class Dashboard(QWidget):
     def mark_dirty(self) -> None:
         """The shown runs' buffers grew: redraw on the next tick."""
         self._dirty = True
+
+    def mark_findings(self, findings: Iterable[Finding]) -> None:
+        """The doctor's findings as lines at their steps, on the plots of their problems."""
+        remove_marks(self.marks)
+        self.marks = draw_marks(self.plots, findings)
+
+    def focus_step(self, step: int) -> None:
+        """Every plot shows the steps around `step` (the x axis turns to steps)."""
+        self.x_choice.setCurrentIndex(0)
+        reward = next((run.series.get("reward/mean") for run in self.runs), None)
+        last = int(reward.steps[-1]) if reward is not None and reward.n else step
+        focus_plots(self.plots.values(), step, span=max(5, last // 8))
 
     # --- drawing -------------------------------------------------------------------
 

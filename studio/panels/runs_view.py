@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -22,8 +23,10 @@ from PySide6.QtWidgets import (
 )
 
 from core import USER_ERRORS, delete_run, export_metrics, export_run_model, export_samples
+from core.events import SEVERITIES
 from core.store import RunInfo, Store, error_reason
 from studio.panels.export_dialog import ask_export
+from studio.panels.finding_marks import SEVERITY_COLOURS
 from studio.panels.resume_dialog import ask_how_to_resume
 from studio.tasks import Task, run_in_background
 
@@ -37,6 +40,7 @@ COLUMNS = (
     "Last reward",
     "Started",
     "Duration",
+    "Health",  # the worst of the run doctor's findings
 )
 REFRESH_MS = 3000
 
@@ -65,6 +69,15 @@ class _Item(QTableWidgetItem):
             return a < b
         except TypeError:
             return str(a) < str(b)
+
+
+def _health_item(severity: str) -> _Item:
+    """The badge: the worst finding's severity, in its colour (sorted by how bad)."""
+    item = _Item(severity, SEVERITIES.index(severity) if severity else -1)
+    if severity:
+        item.setBackground(QBrush(QColor(SEVERITY_COLOURS[severity])))
+        item.setToolTip(f"The run doctor's worst finding is {severity}: open the run, see Health")
+    return item
 
 
 class RunsView(QWidget):
@@ -152,27 +165,27 @@ class RunsView(QWidget):
         if (self.isVisible() or self.connection_lost) and not self.reading:  # lost: retried
             store = self.store
             self._reading = run_in_background(
-                lambda: (store, store.runs()),
+                lambda: (store, store.runs(), store.worst_findings()),
                 on_done=self._runs_read,
                 on_error=lambda exc: self._show(None, exc),
                 parent=self,
             )
 
     def _runs_read(self, answer) -> None:
-        store, runs = answer
+        store, runs, worst = answer
         if store is self.store:  # not an answer from a store since replaced
-            self._show(runs, None)
+            self._show(runs, None, worst)
 
     def refresh(self) -> None:
         """Read the runs now (a button, a run that started or ended); the timer reads them
         in the background."""
         try:
-            runs, error = self.store.runs(), None
+            runs, worst, error = self.store.runs(), self.store.worst_findings(), None
         except Exception as exc:
-            runs, error = None, exc
-        self._show(runs, error)
+            runs, worst, error = None, {}, exc
+        self._show(runs, error, worst)
 
-    def _show(self, runs, error) -> None:
+    def _show(self, runs, error, worst: dict[int, str] | None = None) -> None:
         selected = set(self.selected_ids())
         if error is not None:  # a locked, vanished or unreachable database: say so, retry
             reason = error_reason(error)
@@ -198,6 +211,7 @@ class RunsView(QWidget):
                 _Item(last, info.last_reward if info.last_reward is not None else float("-inf")),
                 _Item(f"{info.created_at:%Y-%m-%d %H:%M}", info.created_at),
                 _Item(_duration(info), _duration(info)),
+                _health_item((worst or {}).get(info.id, "")),
             ]
             for col, cell in enumerate(cells):
                 if col != 1:

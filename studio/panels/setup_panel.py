@@ -48,7 +48,16 @@ def _config_tables() -> dict[str, type]:
 # An algorithm's own table (named after it, e.g. one with its own losses) follows [algorithm]
 # and shows only while that algorithm is chosen; [reward] has the reward panel.
 ALGORITHM_TABLES = tuple(name for name in _config_tables() if name in ALGORITHMS)
-FORM_ORDER = ("training", "generation", "algorithm", *ALGORITHM_TABLES, "model", "data", "logging")
+FORM_ORDER = (
+    "training",
+    "generation",
+    "algorithm",
+    *ALGORITHM_TABLES,
+    "model",
+    "data",
+    "logging",
+    "doctor",
+)
 SECTIONS = [(name, _config_tables()[name]) for name in FORM_ORDER]
 PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
 RECENT_KEY = "recent_models"
