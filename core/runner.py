@@ -269,6 +269,8 @@ def _drive(
     try:
         for event in events:
             _record(recorder, event)
+            if recorder.store_full:
+                _wait_for_space(recorder, control, on_event, event, cfg.training.steps)
             if isinstance(event, Status) and event.state in (RunState.COMPLETED, RunState.STOPPED):
                 final = RunStatus(event.state)
             if on_event is not None:
@@ -295,6 +297,24 @@ def _drive(
     heartbeat.close()
     recorder.status(final)
     recorder.close()
+
+
+def _wait_for_space(
+    recorder: RunRecorder,
+    control: Control | None,
+    on_event: EventCallback | None,
+    event: Event,
+    total: int,
+) -> None:
+    """A full store pauses the run here, where it hands on its events: the loop is not asked
+    for the next one, so it trains no step whose rows could not be kept and holds no more
+    of them in memory, until every row kept is written. A stop asked meanwhile goes on to
+    the loop's own stop (a checkpoint, then the end, written once there is space)."""
+    tell = on_event or (lambda _event: None)
+    step = getattr(event, "step", 0)
+    tell(Status(RunState.PAUSED, recorder.full_message(), step, total))
+    if recorder.wait_for_space(lambda: control is not None and control.stopped):
+        tell(Status(RunState.RUNNING, "Resumed: the store has space again", step, total))
 
 
 class Heartbeat:
