@@ -41,6 +41,7 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreFull,
     StoreReadOnly,
     decode_metric,
     dumps,
@@ -82,6 +83,8 @@ class Store(RunLifecycle):
             self.mark_interrupted()
         except StoreReadOnly as refused:  # it can still be listed; a write says why it cannot
             self.read_only_reason = refused.reason
+        except StoreFull:  # it can still be read; they are marked when it opens with space
+            pass
 
     @property
     def read_only(self) -> bool:
