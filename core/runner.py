@@ -269,7 +269,7 @@ def _drive(
     try:
         for event in events:
             _record(recorder, event)
-            if recorder.store_full:
+            if recorder.store_full and not (control is not None and control.stopped):
                 _wait_for_space(recorder, control, on_event, event, cfg.training.steps)
             if isinstance(event, Status) and event.state in (RunState.COMPLETED, RunState.STOPPED):
                 final = RunStatus(event.state)

@@ -36,6 +36,8 @@ def default_db_url() -> str:
 
 def open_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created and its connections tuned.
+    A SQLite file that cannot be written, or whose folder cannot, is opened read-only
+    (`sqlite_open_mode`; `opened_read_only` tells).
 
     A server database's pooled connections are checked before use (a restarted server
     costs no failed query) and, for PostgreSQL, a connection attempt gives up after 10 s

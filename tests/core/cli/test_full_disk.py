@@ -6,6 +6,7 @@ checkpoint that finds no space waits too, the previous one kept (issue 22 item 7
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,19 +23,35 @@ from tests.mounts import fill, small_tmpfs
 SAMPLES = 2
 
 
+@pytest.fixture(autouse=True)
+def _no_trainer_left():
+    """A failing test must not leave its trainer waiting for space on a disk unmounted."""
+    yield
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    _STARTED.clear()
+
+
+_STARTED: list[subprocess.Popen] = []
+
+
 def _train(db: Path, steps: int, log: Path, *settings: str) -> subprocess.Popen:
     small = ("training.batch_size=2", "generation.max_new_tokens=4")
     small += (f"logging.samples_per_step={SAMPLES}",)
     args = ["--db", str(db), "train", str(TINY_RECIPE), "--steps", str(steps)]
     for setting in (*small, *settings):
         args += ["--set", setting]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "core.cli", *args],
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,
         env=os.environ.copy(),
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def _said(proc: subprocess.Popen, log: Path, words: str, timeout_s: float = 120) -> str:
@@ -122,3 +139,30 @@ def test_a_checkpoint_with_no_space_waits_and_keeps_the_previous_one(tmp_path: P
             assert [c.step for c in store.checkpoints(1)] == [4, 8]
             assert (folder / "step_8" / STATE_FILE).is_file()
             _every_row_once_in_order(store, steps)
+
+
+def test_a_stop_while_the_store_is_full_ends_the_run_stopped_once_space_is_back(tmp_path: Path):
+    with small_tmpfs(tmp_path / "disk", "6m") as disk:
+        checkpoints = tmp_path / "checkpoints"
+        checkpoints.mkdir()
+        (disk / "runs-checkpoints").symlink_to(checkpoints)
+        db, log = disk / "runs.db", tmp_path / "stderr.txt"
+        proc = _train(db, 40, log, "training.checkpoint_every=0")
+        with Store(f"sqlite:///{db}") as store:
+            wait_for(proc, store, lambda _st, run: run.last_step >= 2)
+            filler = fill(disk)
+            _said(proc, log, "Store full")
+            proc.send_signal(signal.SIGTERM)
+            _said(proc, log, "stopping after the current step")
+            time.sleep(2)
+            assert proc.poll() is None  # its last rows and its end wait for space
+            assert log.read_text().count("Store full") == 1  # said once, not per event
+            filler.unlink()
+            out, _ = proc.communicate(timeout=300)
+            err = log.read_text()
+            assert proc.returncode == 0, err
+            info = store.run(1)
+            assert str(info.status) == "stopped" and 2 <= info.last_step < 40
+            assert f"run 1 stopped: {info.last_step} steps" in out
+            _every_row_once_in_order(store, info.last_step)
+            assert store.last_checkpoint(1).step == info.last_step  # saved on the way out
