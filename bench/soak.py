@@ -1,14 +1,18 @@
 """A soak of the store: one tiny-random run trained by real `rlstudio` processes, SIGKILLed
-every few hundred steps and resumed, while a reader process polls the store as the studio
-follows a run (its metrics since the last step drawn, its new samples, the runs list).
+every `--kill-every` steps (give or take a fifth) and resumed from its newest checkpoint,
+while a reader process polls the store as the studio follows a run (its metrics since the
+last step drawn, its new samples, the runs list) four times a second.
 
-    python bench/soak.py                  # JSON to bench/results/soak.json
-    python bench/soak.py --steps 300 --kill-every 100 --label quick
+    python bench/soak.py                  # 100 steps, 3 kills: JSON to bench/results/soak.json
+    python bench/soak.py --steps 3000 --kill-every 300 --label long   # a machine to itself
 
+The defaults fit in about ten minutes on a shared 2-CPU machine (tiny-random took 3-5 s
+a step there at load 10-14); a few thousand steps need a machine to themselves.
 At the end every step must have its metrics and its samples exactly once (a killed
 segment's steps past its checkpoint are trained again, their rows replaced): rows lost
 and rows doubled must be 0, and so must "database is locked" anywhere (trainer or reader).
-The write rate is the rows in the store over the seconds spent training.
+The write rate is the rows in the store over the seconds spent training: what the run
+asks of the store, not what the store can take (`bench/store_writes.py` measures that).
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ SETTINGS = (
 
 
 def _reader(url: str, stop, counts) -> None:
-    """The studio's follower, as fast as once every `poll` seconds: new metrics and samples
-    of the newest run, and the runs list. Counts polls and errors (by their first line)."""
+    """The studio's follower, four times a second: new metrics and samples of the newest
+    run, and the runs list. Counts polls and errors (by their first line)."""
     with Store(url) as store:
         done, seen = -1, 0
         while not stop.wait(0.25):
