@@ -324,6 +324,8 @@ def _drive(
         for event in events:
             _record(recorder, event)
             trackers.on_event(event)
+            if recorder.store_full and not (control is not None and control.stopped):
+                _wait_for_space(recorder, control, on_event, event, cfg.training.steps)
             if isinstance(event, Status) and event.state in (RunState.COMPLETED, RunState.STOPPED):
                 final = RunStatus(event.state)
             if on_event is not None:
@@ -375,6 +377,24 @@ def _open_trackers(
     config = dict(to_dict(cfg), run_id=run_id)
     run = TrackedRun(run_id, store.run(run_id).name, config, folder, folder.parent)
     return open_trackers(cfg.logging.report_to, run, say)
+
+
+def _wait_for_space(
+    recorder: RunRecorder,
+    control: Control | None,
+    on_event: EventCallback | None,
+    event: Event,
+    total: int,
+) -> None:
+    """A full store pauses the run here, where it hands on its events: the loop is not asked
+    for the next one, so it trains no step whose rows could not be kept and holds no more
+    of them in memory, until every row kept is written. A stop asked meanwhile goes on to
+    the loop's own stop (a checkpoint, then the end, written once there is space)."""
+    tell = on_event or (lambda _event: None)
+    step = getattr(event, "step", 0)
+    tell(Status(RunState.PAUSED, recorder.full_message(), step, total))
+    if recorder.wait_for_space(lambda: control is not None and control.stopped):
+        tell(Status(RunState.RUNNING, "Resumed: the store has space again", step, total))
 
 
 class Heartbeat:

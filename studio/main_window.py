@@ -80,7 +80,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.dashboard)
         self._build_docks()
         self._build_toolbar()
-        self.status_bar = RunStatusBar()
+        self.status_bar = RunStatusBar(self.banner_bar)
         self.setStatusBar(self.status_bar)
 
         collect_garbage_in_gui_thread()
@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
 
         self._load_first_recipe(recipe)
         restore_layout(self)
-        self.banner_bar.hide()  # a saved layout may hold it shown; it shows only when lost
+        self.banner_bar.show_store(self.store)  # not as a saved layout left it: as it is now
         self._update_controls()
 
     # --- building ---------------------------------------------------------------------
@@ -374,7 +374,7 @@ class MainWindow(QMainWindow):
         self.runs.set_store(store)
         old.close()
         self.shown_run_id = None
-        self.banner_bar.hide()
+        self.banner_bar.show_store(store)
         self.setWindowTitle(f"RL Studio — {shown_url(url)}")
         self.statusBar().showMessage(f"Showing the runs in {shown_url(url)}", 10_000)
         return True

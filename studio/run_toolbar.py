@@ -1,5 +1,5 @@
 """The window's toolbars: the run controls with a one-line message, and the banner that
-says the database connection is lost."""
+says what is wrong with the store (connection lost, read-only, full)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import Callable
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QLabel, QToolBar
+
+from core.events import RunState, Status
+from core.store import STORE_FULL, Store, shown_url
 
 MANY = "; a run of several processes cannot (Stop saves a checkpoint)"
 
@@ -82,7 +85,8 @@ class RunToolbar(QToolBar):
 
 
 class ConnectionBanner(QToolBar):
-    """A lost database connection: one line across the window until it answers again."""
+    """What is wrong with the store, one line across the window while it lasts: the
+    connection lost, the store read-only, the store full under a training run."""
 
     def __init__(self) -> None:
         super().__init__("Connection")
@@ -92,15 +96,40 @@ class ConnectionBanner(QToolBar):
         self.label.setWordWrap(True)
         self.label.setStyleSheet("background: #8a6d1f; color: white; padding: 4px 8px;")
         self.addWidget(self.label)
+        self._notes: dict[str, str] = {}  # what is said now, by what it is about
         self.hide()
 
     def show_connection(self, ok: bool, reason: str, where: str) -> None:
         """Shown while the database at `where` does not answer (`reason`), hidden once it does."""
-        if ok:
-            self.hide()
-            return
-        self.label.setText(
-            f"Lost the connection to {where} ({reason}). Retrying every few seconds; "
-            "a training run keeps its rows and writes them once the database is back."
+        self._note(
+            "connection",
+            None
+            if ok
+            else f"Lost the connection to {where} ({reason}). Retrying every few seconds; "
+            "a training run keeps its rows and writes them once the database is back.",
         )
-        self.show()
+
+    def show_store(self, store: Store) -> None:
+        """The store the window shows now: a read-only one says so (and why)."""
+        self._notes.clear()
+        reason = store.read_only_reason
+        self._note(
+            "store",
+            None
+            if reason is None
+            else f"{shown_url(store.url)} is read-only ({reason}): its runs can be viewed, "
+            "not trained, resumed or deleted.",
+        )
+
+    def show_status(self, event: Status) -> None:
+        """A run paused because its store is full says so until it runs (or ends)."""
+        full = event.state == RunState.PAUSED and event.message.startswith(STORE_FULL)
+        self._note("full", event.message if full else None)
+
+    def _note(self, about: str, text: str | None) -> None:
+        if text is None:
+            self._notes.pop(about, None)
+        else:
+            self._notes[about] = text
+        self.label.setText("  ".join(self._notes.values()))
+        self.setVisible(bool(self._notes))

@@ -9,12 +9,19 @@ import re
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from core.events import Metrics, RunState, Status
+from core.store import STORE_FULL
 from studio.panels.dashboard import RunSeries
+from studio.run_toolbar import ConnectionBanner
 
 
 class RunStatusBar(QStatusBar):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    """`banner` hears the run's states too (it says when the store is full)."""
+
+    def __init__(
+        self, banner: ConnectionBanner | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
+        self.banner = banner or ConnectionBanner()
         self.step_label = QLabel("No run")
         self.eta_label = QLabel()
         self.device_label = QLabel()
@@ -64,11 +71,14 @@ class RunStatusBar(QStatusBar):
             self.memory_label.setText(f"Memory {mem:,.0f} MB")
 
     def status(self, event: Status) -> None:
+        self.banner.show_status(event)
         if event.state == RunState.RUNNING:
             self.progress.hide()
             if event.message.startswith("Training"):
                 device = event.message.split("(")[-1].rstrip(")") if "(" in event.message else ""
                 self.device_label.setText(device)
+        elif event.state == RunState.PAUSED and event.message.startswith(STORE_FULL):
+            self.step_label.setText(f"Waiting for space at step {event.step} / {event.total_steps}")
         elif event.state == RunState.PAUSED:
             self.step_label.setText(f"Paused at step {event.step} / {event.total_steps}")
 
@@ -79,6 +89,7 @@ class RunStatusBar(QStatusBar):
         self.step_label.setText(text)
 
     def ended(self, run_id: int | None, state: str) -> None:
+        self.banner.show_status(Status(RunState.COMPLETED))  # a full store says no more
         self.progress.hide()
         self.step_label.setText(f"Run {run_id or ''} {state}".replace("  ", " "))
         self.eta_label.clear()

@@ -2,9 +2,10 @@
 
 from core.store.backup import MigrationError
 from core.store.engine import default_db_url, error_reason, shown_url
-from core.store.recorder import RunRecorder, StoreUnavailable
+from core.store.recorder import RunRecorder
 from core.store.records import (
     LIVE,
+    STORE_FULL,
     CheckpointInfo,
     LogEntry,
     MetricSeries,
@@ -12,12 +13,15 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreFull,
     StoreReadOnly,
+    StoreUnavailable,
 )
 from core.store.store import Store
 
 __all__ = [
     "LIVE",
+    "STORE_FULL",
     "CheckpointInfo",
     "LogEntry",
     "MetricSeries",
@@ -28,6 +32,7 @@ __all__ = [
     "RunRecorder",
     "RunStatus",
     "Store",
+    "StoreFull",
     "StoreReadOnly",
     "StoreUnavailable",
     "default_db_url",

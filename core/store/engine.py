@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -18,6 +21,11 @@ from core.store.backup import MigrationError, backup_sqlite, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _READ_OPTION = "rlstudio_read_only"
+_OPENED_READ_ONLY = "rlstudio_opened_read_only"
+
+# How a SQLite file is opened: for writing; `mode=ro` (SQLite reads the -wal and -shm beside
+# it, or makes them); `immutable=1` (no -wal or -shm can be made, so none is used).
+OpenMode = Literal["rw", "ro", "immutable"]
 
 
 def default_db_url() -> str:
@@ -28,22 +36,74 @@ def default_db_url() -> str:
 
 def open_engine(url: str) -> Engine:
     """An engine for `url`; a SQLite file's folder is created and its connections tuned.
+    A SQLite file that cannot be written, or whose folder cannot, is opened read-only
+    (`sqlite_open_mode`; `opened_read_only` tells).
 
     A server database's pooled connections are checked before use (a restarted server
     costs no failed query) and, for PostgreSQL, a connection attempt gives up after 10 s
     unless the URL says otherwise (`?connect_timeout=N`)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {}
+    mode: OpenMode = "rw"
+    if parsed.get_backend_name() == "sqlite" and _plain_file(parsed.database):
+        path = Path(parsed.database)
+        mode = sqlite_open_mode(path)
+        if mode == "rw":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:  # the URL stays the file's; only the connections are opened read-only
+            options["creator"] = lambda: sqlite3.connect(
+                sqlite_uri(path, mode), uri=True, check_same_thread=False
+            )
     if parsed.get_backend_name() != "sqlite":
         options["pool_pre_ping"] = True
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         options["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
-    return engine
+        _configure_sqlite(engine, writes=mode == "rw")
+    return engine if mode == "rw" else engine.execution_options(**{_OPENED_READ_ONLY: mode})
+
+
+def _plain_file(database: str | None) -> bool:
+    """A path, not memory and not a `file:` URI the user wrote themselves."""
+    return database not in (None, "", ":memory:") and not database.startswith("file:")
+
+
+def choose_open_mode(file_writable: bool, folder_writable: bool, wal_and_shm: bool) -> OpenMode:
+    """How to open a SQLite file in WAL mode, from what may be written beside it.
+
+    Writing needs the file and its -wal and -shm, which SQLite makes in the folder unless
+    they are there already. Reading needs the -shm (and -wal) too: either they exist (a
+    writer elsewhere has them open, or left them) or the folder lets SQLite make them; if
+    neither, `immutable` reads the file alone, which is all there is to read then."""
+    if file_writable and (folder_writable or wal_and_shm):
+        return "rw"
+    return "ro" if folder_writable or wal_and_shm else "immutable"
+
+
+def sqlite_open_mode(path: Path) -> OpenMode:
+    """`choose_open_mode` for the file at `path` (a file not there yet is made: "rw").
+    `os.access` also answers for a read-only mount, where even root cannot write."""
+    if not path.exists():
+        return "rw"
+    beside = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    present = all(p.exists() for p in beside)
+    return choose_open_mode(
+        os.access(path, os.W_OK) and (not present or all(os.access(p, os.W_OK) for p in beside)),
+        os.access(path.parent, os.W_OK),
+        present,
+    )
+
+
+def sqlite_uri(path: Path, mode: OpenMode) -> str:
+    """The `file:` URI that opens `path` read-only ("ro") or as an unchanging file."""
+    query = "mode=ro&immutable=1" if mode == "immutable" else "mode=ro"
+    return f"file:{quote(path.resolve().as_posix())}?{query}"
+
+
+def opened_read_only(engine: Engine) -> OpenMode | None:
+    """ "ro" or "immutable" when `open_engine` found the SQLite file read-only, else None."""
+    return engine.get_execution_options().get(_OPENED_READ_ONLY)
 
 
 def read_only_engine(engine: Engine) -> Engine:
@@ -89,6 +149,26 @@ def error_reason(exc: BaseException) -> str:
     """The first line of what the database driver said (or of `exc` itself), for messages."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def require_current_schema(engine: Engine, shown: str) -> None:
+    """A store that cannot be written cannot be migrated: it must be at this version's
+    schema already (MigrationError, one line, otherwise)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        made = "a newer" if current is not None else "no"
+        if current is not None and current in _known_revisions():
+            made = "an older"
+        raise MigrationError(
+            f"{shown} is read-only and was made by {made} RL Studio (schema {current}; this "
+            f"version reads {head}): open it once where it can be written, to upgrade it"
+        )
+
+
+def _known_revisions() -> set[str]:
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
 def upgrade(engine: Engine) -> Path | None:
@@ -138,12 +218,12 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
         raw.execute("PRAGMA foreign_keys=ON")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, writes: bool = True) -> None:
     """WAL so readers never wait for the trainer; BEGIN IMMEDIATE so writers queue, not deadlock.
 
     pysqlite's own transaction handling is switched off (isolation_level None) and every
     transaction begins here instead: plain BEGIN for read-only sessions, BEGIN IMMEDIATE
-    for everything else.
+    for everything else. A file opened read-only keeps the journal mode it has.
     """
 
     @event.listens_for(engine, "connect")
@@ -152,7 +232,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if writes:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:

@@ -30,6 +30,7 @@ from core.store.records import (
     RunBusy,
     RunNotFound,
     RunStatus,
+    StoreFull,
     StoreReadOnly,
     dumps,
     utc_now,
@@ -60,13 +61,18 @@ class StoreSessions:
     _engine: Engine
     _reader: Engine
     _shown_url: str
+    read_only_reason: str | None = None  # set when the store was found read-only
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
+        if self.read_only_reason is not None:  # said at once, not after a failed BEGIN
+            raise StoreReadOnly(self._shown_url, self.read_only_reason)
         try:
             with Session(self._engine) as session, session.begin():
                 yield session
         except OperationalError as exc:
+            if "database or disk is full" in str(exc.orig):  # SQLITE_FULL
+                raise StoreFull(self._shown_url, error_reason(exc)) from exc
             if "readonly" not in str(exc.orig) and "read-only" not in str(exc.orig):
                 raise
             raise StoreReadOnly(self._shown_url, error_reason(exc)) from exc

@@ -2,7 +2,8 @@
 
 It also rides out a database server that is briefly unreachable (a PostgreSQL restart, a
 network hiccup): what cannot be written stays queued in order, in memory up to a bound and
-then in a local spill file, and is written once the server answers again.
+then in a local spill file, and is written once the server answers again. A store whose
+disk is full is waited for the same way (`store_full`, `wait_for_space`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +26,15 @@ from sqlalchemy import exc as sa_exc
 
 from core.events import Finding
 from core.store.engine import shown_url
-from core.store.records import LogRow, MetricRow, RunStatus, utc_now
+from core.store.records import (
+    STORE_FULL,
+    LogRow,
+    MetricRow,
+    RunStatus,
+    StoreFull,
+    StoreUnavailable,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from core.store.store import Store
@@ -33,13 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class StoreUnavailable(RuntimeError):
-    """The database cannot be reached (at the start, or still not at the end of a run)."""
-
-
 def is_connection_error(error: BaseException, dialect: str = "") -> bool:
     """True for an error that means "the server is not there right now" (try again later),
     not "this write is wrong". SQLite's only such error is a database locked too long."""
+    if isinstance(error, StoreFull):  # a full disk: it can be written again once freed
+        return True
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, (sa_exc.InterfaceError, sa_exc.TimeoutError)):
@@ -104,6 +111,7 @@ class RunRecorder:
         max_retry_interval_s: float = 30.0,
         close_timeout_s: float = 600.0,
         spill_dir: Path | None = None,
+        max_full_retry_s: float = 5.0,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -113,6 +121,8 @@ class RunRecorder:
         self.retry_interval_s = retry_interval_s
         self.max_retry_interval_s = max_retry_interval_s
         self.close_timeout_s = close_timeout_s
+        # a full store is retried more often than a server: a try costs one local BEGIN
+        self.max_full_retry_s = max_full_retry_s
         self._spill_dir = spill_dir
         self._lock = threading.RLock()
         self._metrics: list[MetricRow] = []
@@ -130,6 +140,7 @@ class RunRecorder:
         self._next_try = 0.0
         self._wait = retry_interval_s
         self._file_gone: str | None = None  # what became of a SQLite file (Store.file_problem)
+        self._full: StoreFull | None = None  # the store's disk is full: why, as it said
         self.outages = 0  # how many times the server went away during this run
 
     @property
@@ -141,6 +152,30 @@ class RunRecorder:
     def offline(self) -> bool:
         """True while the last write found no server."""
         return self._offline_since is not None
+
+    @property
+    def store_full(self) -> bool:
+        """True while the last write found the store's disk full."""
+        return self.offline and self._full is not None
+
+    def full_message(self) -> str:
+        """What to tell the user while `store_full` (begins with `STORE_FULL`)."""
+        reason = self._full.reason if self._full is not None else "no space"
+        return (
+            f"{STORE_FULL}: {shown_url(self.store.url)} has no space left ({reason}); run "
+            f"{self.run_id} waits for space, its {self.pending} rows kept in memory"
+        )
+
+    def wait_for_space(self, give_up: Callable[[], bool], poll_s: float = 0.2) -> bool:
+        """Blocks while the store is full, trying again with backoff, until every row kept is
+        written (True) or `give_up()` (False, the rows still kept). The trainer waits here,
+        so no more rows pile up meanwhile."""
+        while self.store_full:
+            if give_up():
+                return False
+            time.sleep(max(0.0, min(poll_s, self._next_try - time.monotonic())))
+            self.flush()
+        return True
 
     @property
     def spill_path(self) -> Path:
@@ -209,17 +244,23 @@ class RunRecorder:
                 if self._file_gone is not None:  # no file to wait for
                     self._spill()
                     raise StoreUnavailable(
-                        f"{self._gone_message()}: the run is not stored as finished; its last "
-                        f"{self._spilled_rows} rows are kept in {self.spill_path}"
+                        f"{self._gone_message()}: the run is not stored as finished; "
+                        f"its last {self._kept()}"
                     )
                 if left <= 0:
                     self._spill()
+                    still = "full" if self._full is not None else "unreachable"
                     raise StoreUnavailable(
-                        f"the store at {shown_url(self.store.url)} is still unreachable; "
-                        f"run {self.run_id}'s last {self._spilled_rows} rows are kept in "
-                        f"{self.spill_path}"
+                        f"the store at {shown_url(self.store.url)} is still {still}; "
+                        f"run {self.run_id}'s last {self._kept()}"
                     )
                 time.sleep(min(self._wait, left))
+
+    def _kept(self) -> str:
+        """Where the rows not written are, once `close` gave up on the store."""
+        if self._backlog:  # the spill file could not be written either
+            return f"{self._backlog_rows} rows are lost: {self.spill_path} cannot be written"
+        return f"{self._spilled_rows} rows are kept in {self.spill_path}"
 
     # -- the queue ------------------------------------------------------------------------
 
@@ -232,8 +273,22 @@ class RunRecorder:
             self._last_flush = time.monotonic()
 
     def _take_batch(self) -> None:
-        """The rows queued so far become one write at the end of the backlog."""
+        """The rows queued so far become one write at the end of the backlog, or join the
+        batch there (waiting for the store): a store that is back, or has space again,
+        takes them all in one transaction (on a disk with little room, a transaction per
+        flush would grow SQLite's WAL by a few pages each, and fill it again)."""
         if not self._pending:
+            return
+        last = self._backlog[-1] if self._backlog else None
+        if last is not None and last["kind"] == "batch":
+            last["metrics"].extend(self._metrics)
+            last["samples"].extend(self._samples)
+            last["logs"].extend(self._logs)
+            steps = [s for s in (last["last_step"], self._max_step) if s is not None]
+            last["last_step"] = max(steps) if steps else None
+            self._backlog_rows += self._pending
+            self._metrics, self._samples, self._logs = [], [], []
+            self._pending = 0
             return
         op = {
             "kind": "batch",
@@ -287,6 +342,7 @@ class RunRecorder:
         except Exception as error:
             if not is_connection_error(error, self.store.engine.dialect.name):
                 raise
+            self._full = error if isinstance(error, StoreFull) else None
             self._went_offline(error)
             self._maybe_spill()
             return
@@ -299,7 +355,9 @@ class RunRecorder:
             self._offline_since = now
             self._wait = self.retry_interval_s
             self.outages += 1
-            if error is None:
+            if self._full is not None:  # the runner pauses the run and says so
+                log.info("%s", self.full_message())
+            elif error is None:
                 log.warning(
                     "%s; training goes on and its rows are kept in memory, written if the "
                     "file comes back",
@@ -314,7 +372,8 @@ class RunRecorder:
                     reason,
                 )
         else:
-            self._wait = min(self._wait * 2, self.max_retry_interval_s)
+            most = self.max_full_retry_s if self._full else self.max_retry_interval_s
+            self._wait = min(self._wait * 2, most)
         self._next_try = now + self._wait
 
     def _gone_message(self) -> str:
@@ -327,7 +386,9 @@ class RunRecorder:
         away = time.monotonic() - (self._offline_since or time.monotonic())
         self._offline_since = None
         self._wait = self.retry_interval_s
-        message = f"the store was unreachable for {away:.0f} s; every row kept meanwhile is written"
+        what = "full" if self._full is not None else "unreachable"
+        self._full = None
+        message = f"the store was {what} for {away:.0f} s; every row kept meanwhile is written"
         log.warning(message)
         self._logs.append((utc_now(), "warning", message))
         self._pending += 1
@@ -339,16 +400,27 @@ class RunRecorder:
             self._spill()
 
     def _spill(self) -> None:
-        """Moves the backlog to the end of the spill file (it is written before the rest)."""
+        """Moves the backlog to the end of the spill file (it is written before the rest).
+        A spill file that cannot be written (its disk is full too) is cut back to what it
+        held, and the backlog stays in memory: nothing is kept twice or lost."""
         if not self._backlog:
             return
         path = self.spill_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            for op in self._backlog:
-                fh.write(_to_json(op) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                held = fh.tell()
+                try:
+                    for op in self._backlog:
+                        fh.write(_to_json(op) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError:
+                    fh.truncate(held)
+                    raise
+        except OSError as error:
+            log.warning("cannot spill to %s (%s): the rows stay in memory", path, error)
+            return
         if not self._spilled_ops:
             log.warning("more than %d rows wait for the store: kept in %s", self.max_buffered, path)
         self._spilled_ops += len(self._backlog)

@@ -51,9 +51,30 @@ class StoreReadOnly(RuntimeError):
     mount, `mode=ro`)."""
 
     def __init__(self, url: str, reason: str) -> None:
+        self.reason = reason
         self.message = (
             f"the store at {url} is read-only ({reason}): it can be listed, not written; "
-            "check the permissions of the database file and its folder"
+            "check the permissions of the database file and its folder, or whether its drive "
+            "is mounted read-only"
+        )
+        super().__init__(self.message)
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached (at the start, or still not at the end of a run)."""
+
+
+# How every message about a full store begins (the studio's banner knows it by this).
+STORE_FULL = "Store full"
+
+
+class StoreFull(StoreUnavailable):
+    """The database's disk is full: nothing can be written until space is freed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.reason = reason
+        self.message = (
+            f"{STORE_FULL}: {url} has no space left ({reason}); free some space on its drive"
         )
         super().__init__(self.message)
 

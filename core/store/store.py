@@ -25,7 +25,9 @@ from core.store.engine import (
     file_identity,
     file_problem,
     open_engine,
+    opened_read_only,
     read_only_engine,
+    require_current_schema,
     shown_url,
     upgrade,
 )
@@ -40,6 +42,7 @@ from core.store.records import (
     RunInfo,
     RunNotFound,
     RunStatus,
+    StoreFull,
     StoreReadOnly,
     decode_metric,
     dumps,
@@ -52,6 +55,10 @@ from core.store.records import (
 from core.store.schema import Checkpoint, FindingRecord, LogLine, Metric, Run, Sample
 
 REWARD_KEY = "reward/mean"
+_READ_ONLY_REASONS = {
+    "ro": "the database file cannot be written",
+    "immutable": "its folder cannot be written, so it is read as an unchanging file",
+}
 
 
 class Store(RunLifecycle, RunFindings):
@@ -62,15 +69,28 @@ class Store(RunLifecycle, RunFindings):
         self._engine = open_engine(self.url)
         self._reader = read_only_engine(self._engine)
         self._shown_url = shown_url(self.url)
+        self._opened_file: tuple[int, int] | None = None
+        mode = opened_read_only(self._engine)
+        if mode is not None:  # a read-only folder or mount: read it as it is, write nothing
+            self.read_only_reason = _READ_ONLY_REASONS[mode]
+            self.backup = None
+            require_current_schema(self._engine, self._shown_url)
+            return
         # set when this open migrated a SQLite file: the copy of it as it was
         self.backup = upgrade(self._engine)
         # the SQLite file as opened: writers check it is still that file (file_problem)
         self._opened_file = file_identity(self._engine)
-        self.read_only = False
         try:
             self.mark_interrupted()
-        except StoreReadOnly:  # it can still be listed; a write says why it cannot
-            self.read_only = True
+        except StoreReadOnly as refused:  # it can still be listed; a write says why it cannot
+            self.read_only_reason = refused.reason
+        except StoreFull:  # it can still be read; they are marked when it opens with space
+            pass
+
+    @property
+    def read_only(self) -> bool:
+        """True when this store can be read and not written (`read_only_reason` says why)."""
+        return self.read_only_reason is not None
 
     def file_problem(self) -> str | None:
         """None while the SQLite file this store opened is still at its path; else what

@@ -45,6 +45,7 @@ from core.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from core.training.disk_space import saved_when_there_is_room
 from core.training.evaluation import evaluate, heldout_split
 from core.training.memory import hold_freed_memory
 from core.training.optimizer import make_optimizer
@@ -397,9 +398,18 @@ class TrainingRun:
         }
         if rngs is not None:
             state["rng_ranks"] = rngs
-        path = save_checkpoint(
-            self.checkpoint_dir, self.step, models.policy, models.tokenizer, state, weights=weights
+        path = yield from saved_when_there_is_room(
+            lambda: save_checkpoint(
+                self.checkpoint_dir, self.step, models.policy, models.tokenizer, state, weights
+            ),
+            self.checkpoint_dir,
+            checkpoint_bytes(models.policy),
+            self.control,
+            self.step,
+            self.total,
         )
+        if path is None:  # stopped while its disk was full: the previous one stands
+            return
         self.owned[self.step] = path
         self.owned = prune(self.owned, self.cfg.training.keep_checkpoints)
         self.last_saved = self.step
@@ -409,6 +419,12 @@ class TrainingRun:
         self.reward.close()
         if self._release_memory is not None:
             self._release_memory()
+
+
+def checkpoint_bytes(policy) -> int:
+    """About what a checkpoint of `policy` takes on disk: its weights, and an optimiser
+    state of twice as much (Adam's two moments)."""
+    return 3 * sum(p.numel() * p.element_size() for p in policy.parameters())
 
 
 def _check_fsdp(cfg: RunConfig, algo_cls: type[Algorithm], world: int) -> None:

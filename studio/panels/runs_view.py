@@ -274,8 +274,11 @@ class RunsView(QWidget):
             return
         name = cell.text().strip()
         if name:
-            self.store.rename_run(cell.data(Qt.UserRole), name)
-            self.message.emit(f"Renamed run {cell.data(Qt.UserRole)} to {name!r}")
+            try:
+                self.store.rename_run(cell.data(Qt.UserRole), name)
+                self.message.emit(f"Renamed run {cell.data(Qt.UserRole)} to {name!r}")
+            except USER_ERRORS as exc:  # a read-only store keeps its names
+                self.message.emit(str(exc))
         self.refresh()
 
     def _delete(self) -> None:

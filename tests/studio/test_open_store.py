@@ -106,3 +106,43 @@ def test_a_slow_store_does_not_hold_up_the_window(window, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: not window.runs.reading, timeout=10_000)
     window.runs._refresh_if_visible()
     qtbot.waitUntil(lambda: not window.banner_bar.isVisible(), timeout=10_000)
+
+
+def test_a_store_on_a_read_only_mount_is_shown_and_says_it_cannot_be_written(
+    window, qtbot, tmp_path, monkeypatch
+):
+    from tests.mounts import read_only_view
+
+    share = tmp_path / "share"
+    share.mkdir()
+    with Store(f"sqlite:///{share / 'runs.db'}") as store:
+        run_id = store.create_run(
+            name="archived", config={}, algorithm="ppo", model="m", seed=0, total_steps=3
+        )
+        for step in (1, 2, 3):
+            samples = [{"step": step, "idx": 0, "prompt": "p", "completion": f"c{step}"}]
+            store.write_batch(
+                run_id, metrics=[(step, 0.0, {"reward/mean": step / 4})], samples=samples
+            )
+        store.set_status(run_id, RunStatus.COMPLETED)
+    with read_only_view(share, tmp_path / "mounted") as mounted:
+        assert window.open_store(str(mounted / "runs.db"))
+        assert window.banner_bar.isVisibleTo(window)
+        assert "is read-only" in window.banner.text()
+        assert "can be viewed, not trained" in window.banner.text()
+        assert _cell(window, run_id, 1) == "archived"
+
+        window.runs.table.selectRow(0)
+        window.runs.buttons["Open"].click()
+        assert window.dashboard.curve_points("reward/mean") == 3
+        assert [s.completion for s in window.samples.recent(10)] == ["c1", "c2", "c3"]
+
+        monkeypatch.setattr(QMessageBox, "question", lambda *_args: QMessageBox.Yes)
+        window.runs.buttons["Delete"].click()
+        assert "is read-only" in window.statusBar().currentMessage()
+        assert _cell(window, run_id, 1) == "archived"
+
+        window.start_action.trigger()
+        qtbot.waitUntil(lambda: window.live_run is None, timeout=120_000)
+        assert "is read-only" in window.message.text()
+        window.error_box.close()
