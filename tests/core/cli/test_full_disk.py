@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.store import Store
-from core.training.checkpoint import STATE_FILE
+from core.training.checkpoint import MANIFEST
 from tests.core.cli.test_main import wait_for
 from tests.core.helpers import TINY_RECIPE
 from tests.mounts import fill, small_tmpfs
@@ -137,7 +137,7 @@ def test_a_checkpoint_with_no_space_waits_and_keeps_the_previous_one(tmp_path: P
             assert f"run 1 completed: {steps} steps" in out
             assert "Traceback" not in err
             assert [c.step for c in store.checkpoints(1)] == [4, 8]
-            assert (folder / "step_8" / STATE_FILE).is_file()
+            assert (folder / "step_8" / MANIFEST).is_file()  # written last: the save completed
             _every_row_once_in_order(store, steps)
 
 
