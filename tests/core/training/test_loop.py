@@ -237,7 +237,11 @@ def test_lora_run_checkpoints_resumes_and_exports(tmp_path):
     assert not any("lora" in name for name, _ in model.named_parameters())
 
 
-def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, monkeypatch):
+def test_a_full_disk_while_checkpointing_waits_and_keeps_the_older_checkpoint(
+    tmp_path, monkeypatch
+):
+    """The disk is full at step 4's save (once): the run pauses with a message, step 2's
+    checkpoint is intact meanwhile, and once a save fits the run goes on and saves step 4."""
     import errno
 
     from core.training.checkpoint import folder
@@ -247,15 +251,19 @@ def test_a_full_disk_while_checkpointing_keeps_the_older_checkpoint(tmp_path, mo
 
     def write_then_fill_the_disk(state, where):
         calls.append(where)
-        if len(calls) > 1:
+        if len(calls) == 2:
+            assert checkpoint_problem(tmp_path / "step_2") is None  # kept while it waits
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(state, where)
 
     monkeypatch.setattr(folder, "write_trainer_state", write_then_fill_the_disk)
-    with pytest.raises(OSError, match="No space left"):
-        list(train(cfg, checkpoint_dir=tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2"]  # no half-written step_4
+    events = list(train(cfg, checkpoint_dir=tmp_path))
+    paused = [e for e in events if isinstance(e, Status) and e.state == "paused"]
+    assert len(paused) == 1 and "no space for the checkpoint of step 4" in paused[0].message
+    assert events[-1].state == "completed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_2", "step_4"]
     assert checkpoint_problem(tmp_path / "step_2") is None
+    assert checkpoint_problem(tmp_path / "step_4") is None
 
 
 def test_a_nan_reward_stops_with_a_clear_error_and_keeps_the_last_good_step(tmp_path):
