@@ -17,7 +17,8 @@ import pytest
 from core.store import RunStatus, Store
 from tests.core.helpers import ROOT, TINY_RECIPE
 
-# Sleeps while it loads (the recipe check before a run exists loads it), or while scoring.
+# Sleeps while it loads (the recipe check before a run exists loads it), or while scoring
+# a real batch (the check's one call on its dummy batch passes at once).
 SLOW = """
 import os, time
 from pathlib import Path
@@ -28,8 +29,9 @@ if not MARK.exists():  # the first load: the check before the run
     time.sleep(LOAD_S)
 
 def reward(prompts, completions, **columns):
-    MARK.write_text("scoring")
-    time.sleep(SCORE_S)
+    if completions[0] != "A short dummy completion.":  # not the signature check's trial call
+        MARK.write_text("scoring")
+        time.sleep(SCORE_S)
     return [0.5] * len(completions)
 """
 
