@@ -50,6 +50,7 @@ class LineProgress:
         self.total = total_steps
         self._stream = stream
         self._last_percent = -1
+        self._said: set[tuple[str, int, str]] = set()  # findings printed: (kind, step, severity)
 
     def __enter__(self) -> LineProgress:
         return self
@@ -83,6 +84,11 @@ class LineProgress:
                 self._line(f"{event.state}: {event.message}")
         elif isinstance(event, Log):
             self._line(f"[{event.level}] {event.message}")
+        elif isinstance(event, Finding):  # new or grown more severe: one line (updates: none)
+            said = (event.kind, event.step, event.severity)
+            if said not in self._said:
+                self._said.add(said)
+                self._line(one_line(event))
 
 
 class LiveProgress:
