@@ -44,9 +44,10 @@ class GRPO(Algorithm):
         size = math.ceil(batch / cfg.minibatches)
         stats: dict[str, list[float]] = {"loss": [], "clipfrac": [], "approx_kl": [], "norm": []}
         for _epoch in range(cfg.epochs):
-            order = torch.randperm(batch, device=mask.device) if first is None else None
+            # Drawn in every mode, so the one-pass run's random stream stays the full run's.
+            order = torch.randperm(batch, device=mask.device)
             for start in range(0, batch, size):
-                rows = slice(None) if order is None else order[start : start + size]
+                rows = slice(None) if first is not None else order[start : start + size]
                 logp, entropy = first or self.minibatch_outputs(rollout, rows)
                 loss, st = self._loss(rollout, rows, logp, entropy, advantages, mask, coef, where)
                 stats["norm"].append(self.optimizer_step(loss))

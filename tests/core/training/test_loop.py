@@ -35,7 +35,9 @@ def _metrics(events):
 
 GROUPED = {"algorithm.group_size": 4, "training.batch_size": 2}
 LEARNING = {
-    "ppo": {},
+    # The controller's horizon as this test was tuned with (it moves the coefficient 20x
+    # faster by default now): at 500 this seed's reward rose 0.102 -> 0.110 only.
+    "ppo": {"algorithm.kl_horizon": 10000},
     # One on-policy step a batch learns slowest: at 1e-3 with two steps a batch (before
     # A2C took one) it rose by +0.030 to +0.095 over seeds 0-3; with one step at 2e-3 and
     # the entropy bonus 0.01, +0.015 at seed 0; at 3e-3 without it +0.050, +0.069 and
