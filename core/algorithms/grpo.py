@@ -40,6 +40,8 @@ class GRPO(Algorithm):
         coef = self.kl_ctl.value
         where, estimator = kl_placement(cfg)
         advantages, frac_zero_std = self._advantages(rollout, scores, coef, where, estimator)
+        # The loss's own KL term: none when the KL went into the reward.
+        loss_kl = (coef, estimator) if where == "loss" else (0.0, "k3")
         batch = mask.shape[0]
         size = math.ceil(batch / cfg.minibatches)
         stats: dict[str, list[float]] = {"loss": [], "clipfrac": [], "approx_kl": [], "norm": []}
@@ -49,7 +51,7 @@ class GRPO(Algorithm):
             for start in range(0, batch, size):
                 rows = slice(None) if first is not None else order[start : start + size]
                 logp, entropy = first or self.minibatch_outputs(rollout, rows)
-                loss, st = self._loss(rollout, rows, logp, entropy, advantages, mask, coef, where)
+                loss, st = self._loss(rollout, rows, logp, entropy, advantages, mask, loss_kl)
                 stats["norm"].append(self.optimizer_step(loss))
                 stats["loss"].append(float(loss.detach()))
                 stats["clipfrac"].append(float(st["clipfrac"]))
@@ -84,13 +86,13 @@ class GRPO(Algorithm):
             scores, cfg.group_size, scale=cfg.scale_rewards, batch_std=batch_std
         )
 
-    def _loss(self, rollout, rows, logp, entropy, advantages, mask, coef, where):
+    def _loss(self, rollout, rows, logp, entropy, advantages, mask, loss_kl):
         cfg, m = self.cfg, mask[rows]
         forking = None
         if cfg.top_entropy_quantile < 1.0:  # only the forking tokens carry the policy term
             forking = high_entropy_mask(rollout.entropy[rows], m, cfg.top_entropy_quantile)
         normalize, divisor = self._normalization(m)
-        _, estimator = kl_placement(cfg)
+        kl_coef, kl_estimator = loss_kl
         loss, stats = grpo_policy_loss(
             logp,
             rollout.logprobs[rows],
@@ -98,10 +100,10 @@ class GRPO(Algorithm):
             advantages[rows],
             m,
             cfg.clip_range,
-            coef if where == "loss" else 0.0,
+            kl_coef,
             normalize,
             clip_high=cfg.epsilon_high or None,
-            kl_estimator=estimator if where == "loss" else "k3",
+            kl_estimator=kl_estimator,
             level=cfg.importance_sampling_level,
             divisor=divisor,
             policy_mask=forking,
