@@ -8,6 +8,8 @@ rather than one step's.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 
 class Stopped(Exception):
@@ -24,6 +26,11 @@ class Control:
         self._running.set()
         self._stop = threading.Event()
         self._save_now = threading.Event()
+        self._holding = threading.Event()
+        self._held_s = 0.0  # seconds the loop has sat paused, all pauses together
+        # called from the loop's thread the moment it starts to hold (between steps or
+        # between two tokens), so a window can say "paused" then and not before
+        self.on_hold: Callable[[], None] | None = None
 
     def pause(self) -> None:
         self._running.clear()
@@ -43,6 +50,16 @@ class Control:
         return not self._running.is_set()
 
     @property
+    def holding(self) -> bool:
+        """The loop is sitting in a pause now (not merely asked to pause)."""
+        return self._holding.is_set()
+
+    @property
+    def held_s(self) -> float:
+        """Seconds spent paused so far: a step's own duration leaves them out."""
+        return self._held_s
+
+    @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 
@@ -53,10 +70,20 @@ class Control:
 
     def wait_while_paused(self, timeout: float | None = None) -> bool:
         """Block while paused; True once running again (or stopped)."""
-        return self._running.wait(timeout)
+        if self._running.is_set():
+            return True
+        started = time.monotonic()
+        self._holding.set()
+        if self.on_hold is not None:
+            self.on_hold()
+        try:
+            return self._running.wait(timeout)
+        finally:
+            self._holding.clear()
+            self._held_s += time.monotonic() - started
 
     def check(self) -> None:
         """Block while paused, raise Stopped if a stop was asked for."""
-        self._running.wait()
+        self.wait_while_paused()
         if self._stop.is_set():
             raise Stopped

@@ -115,4 +115,13 @@ class Finding:
         return SEVERITIES.index(self.severity)
 
 
-Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure | Finding
+@dataclass(frozen=True)
+class Evaluating:
+    """Held-out evaluation has begun (the `eval/` Metrics at `step` end it): a window shows
+    it as busy rather than stuck."""
+
+    step: int
+    prompts: int
+
+
+Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure | Finding | Evaluating

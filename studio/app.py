@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("RL Studio")
     app.setDesktopFileName("io.rlstudio.RLStudio")  # the installed .desktop entry (Wayland)
     app.setWindowIcon(QIcon(str(assets_dir() / "app" / "rlstudio.png")))
-    apply_theme(app)
+    from studio.main_window import studio_settings
+    from studio.menus import THEME_KEY
+
+    apply_theme(app, str(studio_settings().value(THEME_KEY, "system")))
     try:
         window = MainWindow(db_url=args.db, recipe=args.recipe)
     except MigrationError as exc:  # a database this version cannot open: say so, touch nothing

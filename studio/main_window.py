@@ -19,10 +19,11 @@ from PySide6.QtWidgets import (
 from core import RunState, default_run_name, resume_point
 from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict, validate
 from core.data import with_absolute_paths
-from core.events import Checkpoint, Log, Metrics, RewardFailure, Samples, Status
+from core.events import Checkpoint, Evaluating, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
 from core.store import LIVE, Store, error_reason, shown_url
 from studio.live import (
+    Held,
     LiveRun,
     Progress,
     RunEnded,
@@ -31,6 +32,7 @@ from studio.live import (
     restarted_run,
     resumed_run,
 )
+from studio.menus import build_menus
 from studio.panels.dashboard import Dashboard, RunSeries
 from studio.panels.health_panel import HealthPanel
 from studio.panels.resume_dialog import AS_STORED, ResumeChoice
@@ -43,6 +45,7 @@ from studio.status_bar import RunStatusBar
 from studio.tasks import collect_garbage_in_gui_thread
 
 DEFAULT_RECIPE = "sentiment_ppo"
+LAST_RUN_KEY = "last_run"  # "<store url>|<run id>": the run shown when the window closed
 LOG_LINES = 2000
 STOP_WAIT_S = 120
 
@@ -65,6 +68,7 @@ class MainWindow(QMainWindow):
         self.base_cfg = RunConfig()
         self.config: RunConfig | None = None
         self.config_error = ""
+        self.pause_said = False  # the Log and the status bar have said this pause
 
         self.setup = SetupPanel(self.settings)
         self.rewards = RewardEditor()
@@ -96,10 +100,13 @@ class MainWindow(QMainWindow):
         self.runs.message.connect(self.statusBar().showMessage)
         self.runs.connection.connect(self._connection_changed)
 
+        build_menus(self)
         self._load_first_recipe(recipe)
+        self._first_layout = self.saveState()  # View > Reset layout goes back to it
         restore_layout(self)
         self.banner_bar.show_store(self.store)  # not as a saved layout left it: as it is now
         self._update_controls()
+        self._show_last_run()
 
     # --- building ---------------------------------------------------------------------
 
@@ -137,6 +144,36 @@ class MainWindow(QMainWindow):
         self.stop_action, self.save_action = bar.stop_action, bar.save_action
         self.live_action, self.message = bar.live_action, bar.message
         self.banner = self.banner_bar.label
+
+    def createPopupMenu(self):
+        """The toolbars' context menu: the panels and the Run toolbar, not the banner (it
+        shows itself while the store has something to say)."""
+        menu = super().createPopupMenu()
+        menu.removeAction(self.banner_bar.toggleViewAction())
+        return menu
+
+    def reset_layout(self) -> None:
+        """Every panel back where it was at the first start, shown."""
+        self.restoreState(self._first_layout)
+        for dock in self.docks.values():
+            dock.show()
+        self.toolbar.show()
+        self.docks["setup"].raise_()
+        self.docks["samples"].raise_()
+
+    def _show_last_run(self) -> None:
+        """Reopening the studio shows the run it showed last (in this store), if it is there."""
+        url, _, run_id = str(self.settings.value(LAST_RUN_KEY, "")).rpartition("|")
+        if url != self.db_url or not run_id.isdigit():
+            return
+        try:
+            self.store.run(int(run_id))
+        except Exception:  # deleted since, or the store cannot say: show nothing
+            return
+        self.open_run(int(run_id))
+
+    def _remember_shown(self, run_id: int) -> None:
+        self.settings.setValue(LAST_RUN_KEY, f"{self.db_url}|{run_id}")
 
     def _load_first_recipe(self, recipe: str | None) -> None:
         try:
@@ -185,6 +222,7 @@ class MainWindow(QMainWindow):
             running=run is not None,
             pausable=run is not None and run.can_pause,
             paused=run is not None and run.paused,
+            holding=run is not None and run.holding,
             live_elsewhere=run is not None and self.shown_run_id != run.run_id,
             configured=self.config is not None,
             config_error=self.config_error,
@@ -246,14 +284,26 @@ class MainWindow(QMainWindow):
         if run.paused:
             if run.resume_id is None:
                 self.rewards.components(save=True)  # a fixed reward is re-read from its file
+            self._leave_pause()
             run.resume()
         else:
             run.pause()
             self.status_bar.pausing()
         self._update_controls()
 
+    def _leave_pause(self) -> None:
+        """The pause's messages (a reward's failure too) belong to it and leave with it."""
+        if self.pause_said or self.live_run.holding:
+            self._log("info", "Resumed")
+        self.pause_said = False
+        self.toolbar.clear_message()
+        self.rewards.clear_failure()
+        self.status_bar.resumed()
+
     def stop(self) -> None:
         if self.running:
+            self.toolbar.clear_message()
+            self.rewards.clear_failure()
             self.live_run.stop()
             self.status_bar.say(self.live_run.stopping_text)
 
@@ -276,6 +326,7 @@ class MainWindow(QMainWindow):
 
     def _run_created(self, run_id: int) -> None:
         self.last_run_id = run_id
+        self._remember_shown(run_id)
         if self.shown_run_id is None:  # the live run is on screen (not a stored one)
             self.shown_run_id = run_id
         self.runs.live_run_id = run_id
@@ -300,13 +351,35 @@ class MainWindow(QMainWindow):
                 self._log("info", f"checkpoint at step {event.step}: {event.path}")
             elif isinstance(event, Progress):
                 self.status_bar.loading(event.text)
+            elif isinstance(event, Held):
+                self._held()
+            elif isinstance(event, Evaluating):
+                self.status_bar.evaluating(event.prompts)
             elif isinstance(event, RewardFailure):
                 self._reward_failed(event)
 
     def _status(self, event: Status) -> None:
         self.status_bar.status(event)
-        said = {RunState.RUNNING: event.message, RunState.PAUSED: event.message or "Paused"}
-        self._log("info", said.get(event.state, f"{event.state}: {event.message}"))
+        if event.state == RunState.PAUSED:
+            self.pause_said = True
+            self._log("info", f"Paused at step {event.step}: {event.message or 'Paused'}")
+        elif event.state == RunState.RUNNING and event.message == "Resumed":
+            pass  # said when Resume was pressed
+        elif event.state == RunState.RUNNING:
+            self._log("info", event.message)
+        else:
+            self._log("info", f"{event.state}: {event.message}")
+        self._update_controls()
+
+    def _held(self) -> None:
+        """The loop holds: a pause asked for inside a step (between two tokens) is shown
+        now, not when the step would have ended."""
+        if self.live_run is None or not self.live_run.paused:
+            return
+        if not self.pause_said:
+            self.pause_said = True
+            self.status_bar.paused(mid_step=True)
+            self._log("info", "Paused inside a step (between two tokens); Resume goes on there")
         self._update_controls()
 
     def _reward_failed(self, event: RewardFailure) -> None:
@@ -398,6 +471,7 @@ class MainWindow(QMainWindow):
             return
         self._show_stored(run_id)
         self.shown_run_id = run_id
+        self._remember_shown(run_id)
         self.statusBar().showMessage(f"Showing run {run_id}", 5000)
         self._update_controls()
 

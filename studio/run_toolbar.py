@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QLabel, QToolBar
 
 from core.events import RunState, Status
 from core.store import STORE_FULL, Store, shown_url
+from studio.elided_label import ElidedLabel
 
 MANY = "; a run of several processes cannot (Stop saves a checkpoint)"
 
@@ -37,8 +38,7 @@ class RunToolbar(QToolBar):
         self.open_store_action = self._action(
             "Open store...", slots["open_store"], "Ctrl+O", "Show the runs of another store"
         )
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.message = ElidedLabel()  # one line: a long message never moves the layout
         self.message.setStyleSheet("color: #d9534f; padding-left: 8px;")
         self.addWidget(self.message)
 
@@ -56,13 +56,15 @@ class RunToolbar(QToolBar):
         running: bool,
         pausable: bool,
         paused: bool,
+        holding: bool = False,
         live_elsewhere: bool,
         configured: bool,
         config_error: str,
     ) -> None:
         """Every enabled state and text, from the run's state: `pausable` (a run in the
         window), `live_elsewhere` (a stored run is on screen while one trains), whether the
-        settings make a config (`configured`) and if not, why (`config_error`)."""
+        settings make a config (`configured`) and if not, why (`config_error`). A pause
+        asked for reads "Pausing..." until the loop holds (`holding`), then "Resume"."""
         self.start_action.setEnabled(not running and configured)
         self.start_action.setToolTip(config_error or "Start a run (Ctrl+Return)")
         self.pause_action.setEnabled(pausable)
@@ -70,12 +72,18 @@ class RunToolbar(QToolBar):
         self.save_action.setEnabled(pausable)
         self.pause_action.setToolTip("Pause the run" + ("" if pausable or not running else MANY))
         self.live_action.setEnabled(running and live_elsewhere)
-        self.pause_action.setText("Resume" if pausable and paused else "Pause")
+        pausing = pausable and paused and not holding
+        self.pause_action.setText(
+            "Pausing..." if pausing else "Resume" if pausable and paused else "Pause"
+        )
         if not running:  # a run's failure stays said until a setting needs saying instead
             if config_error:
                 self.message.setText(f"Cannot start: {config_error}")
             elif self.message.text().startswith("Cannot start"):
                 self.message.clear()
+
+    def clear_message(self) -> None:
+        self.message.clear()
 
     def say(self, text: str, error: bool = True) -> None:
         self.message.setStyleSheet(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -114,6 +114,14 @@ class LoadedModels:
     device: torch.device
     dtype: torch.dtype
     source: str
+
+
+@contextmanager
+def starting_models(models: LoadedModels):
+    """The models as they were before any update, for a `with` block: the frozen reference
+    stands in as the policy (so the starting model can be evaluated after training began)."""
+    with models.reference.model() as lm:
+        yield replace(models, policy=Policy(lm, value_head=False))
 
 
 def load_models(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from core.errors import TrainingDiverged
 from core.events import (
     SEVERITIES,
     Checkpoint,
+    Evaluating,
     Event,
     Finding,
     Log,
@@ -33,7 +35,7 @@ from core.events import (
 )
 from core.lm.device import cpu_bf16_hint
 from core.lm.packed_linear import bf16_unpacked_reason
-from core.lm.policy import LoadedModels, load_models
+from core.lm.policy import LoadedModels, load_models, starting_models
 from core.parallel import distributed, sharding
 from core.training.checkpoint import (
     is_legacy,
@@ -99,6 +101,7 @@ class TrainingRun:
         self._release_memory: Callable[[], None] | None = None
         self.doctor = Doctor.for_run(cfg)
         self.doctor.carry_on(resume.findings)
+        self.starting_eval_due = False  # the starting model's evaluation waits for step 1
         self.stop_reason = ""  # why the run stopped itself (doctor.pause_on), for its status
 
     # ---- set-up ----------------------------------------------------------------------
@@ -267,14 +270,20 @@ class TrainingRun:
                 yield Log("info", hint)
         if self.step != 0:
             return
-        if self.heldout_idx:
-            yield Log("info", f"evaluating on {len(self.heldout_idx)} held-out prompts")
-        else:
+        if not self.heldout_idx:
             yield Log(
                 "info",
                 "no held-out prompts (data.heldout_fraction or a tiny set): evaluation is skipped",
             )
-        yield from self.evaluate()
+        elif self._starting_eval_can_wait():
+            self.starting_eval_due = True  # after step 1: the first point comes first
+        else:
+            yield from self.evaluate()
+
+    def _starting_eval_can_wait(self) -> bool:
+        """The frozen reference is the starting model, so it can be evaluated after step 1;
+        not where evaluation decodes with the algorithm's own (trained) heads, nor sharded."""
+        return self.eval_decode is None and not self.fsdp
 
     def control_point(self) -> Iterator[Event]:
         """Pause, a stop every rank agrees on, a checkpoint asked for: between steps only.
@@ -341,31 +350,56 @@ class TrainingRun:
             )
 
     def on_cadence(self) -> Iterator[Event]:
+        if self.starting_eval_due:
+            self.starting_eval_due = False
+            yield from self.evaluate(starting=True)
         t, step = self.cfg.training, self.step
         if t.eval_every and step % t.eval_every == 0 and step < self.total:
             yield from self.evaluate()
         if t.checkpoint_every and step % t.checkpoint_every == 0:
             yield from self.checkpoint()
 
-    def evaluate(self) -> Iterator[Event]:
+    def evaluate(self, starting: bool = False) -> Iterator[Event]:
+        """The held-out evaluation of the policy now, or (`starting`) of the starting model,
+        reported at step 0. Its sampling leaves training's random stream as it was, so when
+        (and how often) the run evaluates changes nothing about what it trains."""
         # The others go on and wait for it at the next step; with FSDP every forward needs
         # every rank, so all of them evaluate and rank 0's figures are kept.
         if not self.heldout_idx or not (self.rank == 0 or self.fsdp):
             return
+        step = 0 if starting else self.step
+        which = "the starting model" if starting else f"step {step}"
+        yield Log("info", f"evaluating {which} on {len(self.heldout_idx)} held-out prompts")
+        yield Evaluating(step, len(self.heldout_idx))
         values, _ = yield from self.reward.scored(
             self.step,
             self.step,
-            lambda: evaluate(
-                self.models,
+            lambda: self._evaluated(starting),
+        )
+        yield Metrics(step, self.elapsed(), values)
+
+    def _evaluated(self, starting: bool) -> dict[str, float]:
+        cuda = [self.models.device] if self.models.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), self._models_for_eval(starting) as models:
+            return evaluate(
+                models,
                 self.cfg,
                 self.prompt_set,
                 self.heldout_idx,
                 self.reward.reward,
                 self.step_control,
                 decode=self.eval_decode,
-            ),
-        )
-        yield Metrics(self.step, self.elapsed(), values)
+            )
+
+    def _models_for_eval(self, starting: bool):
+        return starting_models(self.models) if starting else nullcontext(self.models)
+
+    def held_s(self) -> float:
+        """Seconds this run's loop has sat paused (between steps or between tokens)."""
+        held = self.control.held_s
+        if self.step_control is not self.control:
+            held += self.step_control.held_s
+        return held
 
     def elapsed(self) -> float:
         """Seconds of training, counting the time before a resume."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
     """Rollouts of the step's prompts, their rewards, one update."""
     cfg, models, algo = run.cfg, run.models, run.algo
+    started, held = time.perf_counter(), run.held_s()
     # Each prompt k times in a row: groups stay contiguous for RLOO / GRPO. With several
     # processes each takes its own slice of the step's prompts (whole groups).
     picked = [run.train_idx[i] for i in distributed.shard(run.sampler.indices(step))]
@@ -43,7 +44,7 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
         decode=run.decode,
         score_policy=not algo.one_pass,
     )
-    t1 = time.perf_counter()
+    t1, rollout_held = time.perf_counter(), run.held_s()
     reward_columns = rollout.reward_columns(columns)
     result, reward_s = yield from run.reward.scored(
         step,
@@ -58,8 +59,14 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
     # ALGO LOGIC: the algorithm's own update; everything around it is plumbing.
     update = algo.update(rollout, scores)
     t3 = time.perf_counter()
-    times = {"time/rollout_s": t1 - t0, "time/reward_s": reward_s, "time/update_s": t3 - t2}
+    times = {
+        "time/rollout_s": t1 - t0 - (rollout_held - held),  # a pause between tokens is not
+        "time/reward_s": reward_s,
+        "time/update_s": t3 - t2,
+    }
     values = _online_metrics(run, rollout, result, totals, update, times)
+    # the step's own duration, pauses left out: the studio's ETA comes from these
+    values["time/step_s"] = time.perf_counter() - started - (run.held_s() - held)
     yield Metrics(step, run.elapsed(), values)
     if cfg.logging.samples_per_step:
         rows = samples_of(models, rollout, shown, result, update, step, cfg.logging)
@@ -107,6 +114,7 @@ def offline_step(run: TrainingRun, step: int) -> Iterator[Event]:
         "time/rollout_s": 0.0,
         "time/reward_s": 0.0,
         "time/update_s": t1 - t0,
+        "time/step_s": t1 - t0,
         "perf/tokens_per_s": float(batch.mask.sum()) / max(t1 - t0, 1e-9),
         "memory/peak_mb": peak_memory_mb(run.models.device),
         "lr": run.algo.optimizer.param_groups[0]["lr"],

@@ -15,11 +15,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject
 
 from core import RunConfig, Store
-from studio.live.base import LiveRun, Progress, RunCreated, RunEnded
+from studio.live.base import Held, LiveRun, Progress, RunCreated, RunEnded
 from studio.live.in_window import InWindowRun
 from studio.live.processes import ProcessesRun
 
 __all__ = [
+    "Held",
     "InWindowRun",
     "LiveRun",
     "ProcessesRun",

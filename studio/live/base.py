@@ -32,6 +32,12 @@ class RunEnded:
 
 
 @dataclass(frozen=True)
+class Held:
+    """The loop has stopped moving for a pause: between steps, or between two tokens of a
+    step's generation."""
+
+
+@dataclass(frozen=True)
 class Progress:
     """A loading / conversion message (model download, GGUF conversion...)."""
 
@@ -77,6 +83,11 @@ class LiveRun(QObject):
 
     @property
     def paused(self) -> bool:
+        return False
+
+    @property
+    def holding(self) -> bool:
+        """Paused, and the loop sits still now (a pause asked for lands a moment later)."""
         return False
 
     def start(self) -> None:

@@ -25,7 +25,7 @@ from core import (
     start_run,
 )
 from core.events import RunState, Status
-from studio.live.base import TERMINAL, LiveRun, Progress, RunCreated, RunEnded
+from studio.live.base import TERMINAL, Held, LiveRun, Progress, RunCreated, RunEnded
 from studio.tasks import Task, run_in_background
 
 JOIN_S = 5  # the thread has sent its last word: it returns at once
@@ -59,6 +59,10 @@ class InWindowRun(LiveRun):
     @property
     def paused(self) -> bool:
         return self.control.paused
+
+    @property
+    def holding(self) -> bool:
+        return self.control.holding
 
     def start(self) -> None:
         self.started = True
@@ -110,6 +114,9 @@ class InWindowRun(LiveRun):
             nonlocal run_id
             run_id = new_id
             report(RunCreated(new_id))
+
+        # the moment the loop holds, the window hears it (within one drain of the queue)
+        self.control.on_hold = lambda: report(Held())
 
         def progress(text: str) -> None:
             if self.control.stopped:  # Stop pressed while the model loads or converts

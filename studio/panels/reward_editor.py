@@ -395,6 +395,14 @@ class RewardEditor(QWidget):
         if lineno is not None and self._current is not None:
             self.editor.mark_error(lineno)
 
+    def clear_failure(self) -> None:
+        """A run's reward failure leaves with its pause (Resume, Stop): the message and the
+        marked line go; a Try-it result stays."""
+        if self.result.styleSheet() == ERROR_STYLE:
+            self.result.clear()
+            self.result.setStyleSheet("")
+        self.editor.clear_error()
+
     def try_it(self) -> None:
         """Score a few completions in the background (a judge model may take seconds to
         load); `tried` reports True with per-component scores, or False with the error

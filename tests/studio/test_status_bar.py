@@ -33,3 +33,32 @@ def test_states_show_and_the_end_clears_the_eta(qtbot):
     assert bar.step_label.text() == "Run 7 stopped" and bar.eta_label.text() == ""
     bar.ended(None, RunState.FAILED)
     assert bar.step_label.text() == "Run failed"
+
+
+def test_the_eta_after_a_pause_comes_from_the_steps_own_durations(qtbot):
+    bar = RunStatusBar()
+    qtbot.addWidget(bar)
+    live = RunSeries("live")
+    bar.starting("Starting...")
+    # 3 s steps; step 3 ended 60 s after step 2 because the run sat paused for 57 s
+    for step, wall in ((1, 40.0), (2, 43.0), (3, 103.0)):  # step 1 after 37 s of loading
+        bar.step(Metrics(step, wall, {"reward/mean": 0.1, "time/step_s": 3.0}), 10, live)
+    assert bar.eta_label.text() == f"ETA {clock(7 * 3)} (3.0 s/step)"
+    bar.paused(mid_step=True)
+    assert bar.step_label.text() == "Paused at step 3 / 10 (mid-step)"
+    assert bar.eta_label.text() == "ETA: paused"
+
+
+def test_a_held_out_evaluation_shows_a_busy_bar_until_its_figures_arrive(qtbot):
+    from core.events import Evaluating
+
+    bar = RunStatusBar()
+    qtbot.addWidget(bar)
+    bar.step(Metrics(1, 5.0, {"reward/mean": 0.1, "time/step_s": 2.0}), 20, RunSeries("x"))
+    assert not bar.progress.isVisibleTo(bar)
+    bar.evaluating(Evaluating(0, 12).prompts)
+    assert bar.progress.isVisibleTo(bar) and bar.progress.maximum() == 0  # busy
+    assert "evaluating on 12 held-out prompts" in bar.step_label.text()
+    bar.step(Metrics(0, 30.0, {"eval/reward/mean": 0.2, "eval/kl": 0.0}), 20, RunSeries("x"))
+    assert not bar.progress.isVisibleTo(bar)
+    assert bar.step_label.text() == "Step 1 / 20"
