@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 studio: setup
+	$(BIN)/python -m studio.system_libs
 	$(BIN)/rlstudio
 
 test: setup

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 THEMES = {"system": None, "light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}
@@ -21,16 +21,53 @@ def apply_theme(app: QApplication, theme: str = "system") -> None:
 
 
 def set_theme(app: QApplication, theme: str) -> None:
-    """ "system", "light" or "dark" (an unknown name is the system's)."""
-    hints = app.styleHints()
-    if not hasattr(hints, "setColorScheme"):  # Qt before 6.8: the system's only
-        return
+    """ "system", "light" or "dark" (an unknown name is the system's). The colour scheme is
+    asked of the platform where it takes requests (Qt 6.8+); the palette is set as well,
+    since most Linux desktops (and Fusion there) ignore the request."""
     scheme = THEMES.get(theme)
-    if scheme is None:
-        hints.unsetColorScheme()
+    hints = app.styleHints()
+    if hasattr(hints, "setColorScheme"):
+        if scheme is None:
+            hints.unsetColorScheme()
+        else:
+            hints.setColorScheme(scheme)
+    if scheme == Qt.ColorScheme.Dark:
+        app.setPalette(_dark_palette())
+    elif scheme == Qt.ColorScheme.Light:
+        app.setPalette(app.style().standardPalette())
     else:
-        hints.setColorScheme(scheme)
+        app.setPalette(QPalette())  # the platform's own again
     _plots_follow_palette(app)
+
+
+def _dark_palette() -> QPalette:
+    p = QPalette()
+    window, base, text, accent = (
+        QColor(53, 53, 53),
+        QColor(35, 35, 35),
+        QColor(230, 230, 230),
+        QColor(42, 130, 218),
+    )
+    for role, color in (
+        (QPalette.Window, window),
+        (QPalette.WindowText, text),
+        (QPalette.Base, base),
+        (QPalette.AlternateBase, window),
+        (QPalette.ToolTipBase, window),
+        (QPalette.ToolTipText, text),
+        (QPalette.Text, text),
+        (QPalette.Button, window),
+        (QPalette.ButtonText, text),
+        (QPalette.BrightText, QColor(255, 80, 80)),
+        (QPalette.Link, accent),
+        (QPalette.Highlight, accent),
+        (QPalette.HighlightedText, QColor(0, 0, 0)),
+        (QPalette.PlaceholderText, QColor(140, 140, 140)),
+    ):
+        p.setColor(role, color)
+    for role in (QPalette.Text, QPalette.WindowText, QPalette.ButtonText):
+        p.setColor(QPalette.Disabled, role, QColor(127, 127, 127))
+    return p
 
 
 def is_dark(app: QApplication) -> bool:
