@@ -412,6 +412,9 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
+    description: str = setting(
+        "", "One line on what the recipe trains, shown beside its name in the studio's list"
+    )
     base_dir: str = field(
         default="", metadata={"help": "Folder relative paths resolve against", "hidden": True}
     )

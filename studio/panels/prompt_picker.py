@@ -3,7 +3,8 @@ folder saved with `datasets`' `save_to_disk`, and a preview of its first prompts
 
 The preview loads off the GUI thread (`run_in_background`): a parquet file or a saved
 folder imports `datasets` the first time, which takes seconds. Only the answer for the
-latest choice is shown, so typing a path never shows an older one's prompts.
+latest choice is shown, so typing a path never shows an older one's prompts. A typed path
+is read once typing pauses; one that does not exist is said at once, without a load.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -19,23 +20,27 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QPushButton,
+    QSizePolicy,
     QWidget,
 )
 
 from core.config import DataConfig
-from core.data import PromptSet, bundled_prompt_sets, load_prompts
+from core.data import PromptSet, bundled_prompt_sets, load_prompts, prompt_source
+from core.data_sources import DataError
 from studio.tasks import run_in_background
 
 PREVIEW_ROWS = 5
 FILE_FILTER = "Prompts (*.jsonl *.json *.csv *.txt *.parquet);;All files (*)"
 ERROR_STYLE = "color: #d9534f;"
+TYPING_MS = 300  # a typed path is checked once typing pauses this long
 
 
 class PromptPicker(QWidget):
     """The prompts row (`box`, File..., Folder...); `preview` and `note` go below it."""
 
     sig_changed = Signal()
-    """The chosen prompt set changed (typed, picked, or loaded with a recipe)."""
+    """The chosen prompt set changed (typed, picked, or loaded with a recipe), or turned
+    out not to load."""
     sig_previewed = Signal()
     """The preview now shows the latest choice (its prompts, or why it does not load)."""
 
@@ -62,7 +67,11 @@ class PromptPicker(QWidget):
         self.preview.setMaximumHeight(96)
         self.note = QLabel()
         self.note.setWordWrap(True)
+        self.note.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # never widens
         self._latest = 0  # the number of the latest choice; older answers are dropped
+        self._failure: tuple[DataConfig, str] | None = None  # (choice, why it did not load)
+        self._typing = QTimer(self, singleShot=True, interval=TYPING_MS)
+        self._typing.timeout.connect(self.refresh)
 
     def text(self) -> str:
         return self.box.currentText().strip()
@@ -79,22 +88,46 @@ class PromptPicker(QWidget):
         """The chosen prompt set, loaded here (raises where it does not load)."""
         return load_prompts(self.data_config(self.text()), self.base_dir)
 
+    def problem(self) -> str:
+        """Why the choice surely cannot be used, or "": no such file or folder (checked
+        now), or the reason this very choice did not load in the preview."""
+        if not self.text():
+            return "data.prompts: choose a prompt set"
+        cfg = self.data_config(self.text())
+        try:
+            prompt_source(cfg, self.base_dir)
+        except DataError as exc:
+            return str(exc)
+        failed = self._failure
+        return failed[1] if failed is not None and failed[0] == cfg else ""
+
+    def flush(self) -> None:
+        """Read a typed choice now, not when typing pauses (the settings are checked)."""
+        if self._typing.isActive():
+            self.refresh()
+
     def refresh(self) -> None:
         """Load the choice again, in the background, and preview it."""
+        self._typing.stop()
         self._latest += 1
         number, cfg, base_dir = self._latest, self.data_config(self.text()), self.base_dir
         self.preview.clear()
+        self._failure = None
+        missing = self.problem()
+        if missing:  # nothing there to load: say so at once
+            self._failed(number, cfg, DataError(missing))
+            return
         self.note.setText("loading...")
         self.note.setStyleSheet("")
         run_in_background(
             lambda: load_prompts(cfg, base_dir),
             on_done=lambda prompt_set: self._show(number, prompt_set),
-            on_error=lambda exc: self._failed(number, exc),
+            on_error=lambda exc: self._failed(number, cfg, exc),
             parent=self,
         )
 
     def _chosen(self, _text: str) -> None:
-        self.refresh()
+        self._typing.start()
         self.sig_changed.emit()
 
     def _show(self, number: int, prompt_set: PromptSet) -> None:
@@ -107,11 +140,13 @@ class PromptPicker(QWidget):
         self.note.setText(f"{len(prompt_set)} prompts{kind}{extra}")
         self.sig_previewed.emit()
 
-    def _failed(self, number: int, exc: BaseException) -> None:
+    def _failed(self, number: int, cfg: DataConfig, exc: BaseException) -> None:
         if number != self._latest:
             return
+        self._failure = (cfg, str(exc))
         self.say_error(str(exc))  # a wrong path or a bad file: say so, start stays off
         self.sig_previewed.emit()
+        self.sig_changed.emit()
 
     def say_error(self, text: str) -> None:
         self.note.setText(text)

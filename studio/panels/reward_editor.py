@@ -3,7 +3,9 @@
 Built-ins are added from a menu with a weight and inline parameters (TOML, e.g.
 `target = 20, unit = "words"`). User code is edited here and saved to a file
 when a run starts or "Try it" is pressed: bundled examples are copied to the
-user's rewards folder first, so the shipped files are never overwritten.
+user's rewards folder first, so the shipped files are never overwritten. "Try it"
+turns into Cancel while it scores: cancelling stops waiting (the scores of what was
+already running are dropped when they come).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -36,15 +39,19 @@ from PySide6.QtWidgets import (
 from core.config import RewardComponentConfig
 from core.data import PromptSet
 from core.events import Sample
+from core.lm import looks_like_path
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
 from studio.panels.code_editor import CodeEditor
-from studio.tasks import run_in_background
+from studio.panels.path_label import PathLabel
+from studio.tasks import Task, run_in_background
 
 ERROR_STYLE = "color: #d9534f;"
 OK_STYLE = "color: #3c9a5f;"
 _LINE = re.compile(r"\bline (\d+)")
 COLUMNS = ("Kind", "Name", "Weight", "Parameters")
+TRY, CANCEL = "Try it", "Cancel"
+CANCELLED = "Cancelled: no longer waiting for the scores (code already running finishes unseen)"
 
 
 @dataclass
@@ -113,6 +120,7 @@ class RewardEditor(QWidget):
         self.items: list[_Component] = []
         self._current: int | None = None  # the python component shown in the editor
         self.samples_source = None  # callable -> list[(prompt, completion, columns)]
+        self.try_task: Task | None = None  # the "Try it" being waited for
 
         self.table = self._build_table()
         self.template = QComboBox()
@@ -121,17 +129,24 @@ class RewardEditor(QWidget):
         self.template.activated.connect(self._load_template)
         self.editor = CodeEditor()
         self.editor.textChanged.connect(self._code_edited)
-        self.file_label = QLabel()
+        self.file_label = PathLabel()  # a long path is shortened, never widens the dock
+        self.problems = QLabel()  # why the rewards cannot run, under their table
+        self.problems.setWordWrap(True)
+        self.problems.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.problems.setStyleSheet(ERROR_STYLE)
+        self.problems.hide()
+        self.changed.connect(self._show_problems)
         self.try_input = QPlainTextEdit()
         self.try_input.setPlaceholderText(
             "Completions to try, one per line (empty: samples from the run or examples)"
         )
         self.try_input.setMaximumHeight(70)
-        self.try_button = QPushButton("Try it")
-        self.try_button.setToolTip("Score a few completions with the rewards above")
-        self.try_button.clicked.connect(self.try_it)
+        self.try_button = QPushButton(TRY)
+        self.try_button.clicked.connect(self._try_or_cancel)
+        self._show_trying(False)
         self.result = QLabel()
         self.result.setWordWrap(True)
+        self.result.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # never widens
         self.result.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
         split = QSplitter(Qt.Vertical)
@@ -174,6 +189,7 @@ class RewardEditor(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
         layout.addWidget(self.table)
+        layout.addWidget(self.problems)
         return pane
 
     def _build_code_pane(self) -> QWidget:
@@ -292,7 +308,15 @@ class RewardEditor(QWidget):
                 out.append(f"reward '{label}': parameters are not valid TOML")
             if c.weight != c.weight:
                 out.append(f"reward '{label}': the weight must be a number")
+            missing = _missing_file(c)
+            if missing:
+                out.append(f"reward '{label}': {missing}")
         return out
+
+    def _show_problems(self) -> None:
+        problems = self.errors()
+        self.problems.setText("\n".join(problems))
+        self.problems.setVisible(bool(problems))
 
     def components(self, save: bool = False) -> tuple[RewardComponentConfig, ...]:
         """The config's reward components; with `save`, user code is written to its file
@@ -403,10 +427,38 @@ class RewardEditor(QWidget):
             self.result.setStyleSheet("")
         self.editor.clear_error()
 
+    def _try_or_cancel(self) -> None:
+        if self.try_task is None:
+            self.try_it()
+        else:
+            self.cancel_try()
+
+    def _show_trying(self, trying: bool) -> None:
+        self.try_button.setText(CANCEL if trying else TRY)
+        self.try_button.setToolTip(
+            "Stop waiting for these scores"
+            if trying
+            else "Score a few completions with the rewards above"
+        )
+
+    def cancel_try(self) -> None:
+        """Stop waiting for "Try it"; its late answer is dropped, the editor goes on."""
+        self.try_task = None
+        self._show_trying(False)
+        self.result.setStyleSheet("")
+        self.result.setText(CANCELLED)
+
+    def _answer(self, task: Task, show: Callable[[Any], None], value: Any) -> None:
+        """Hand on the answer of the "Try it" still waited for; drop a cancelled one's."""
+        if task is self.try_task:
+            self.try_task = None
+            self._show_trying(False)
+            show(value)
+
     def try_it(self) -> None:
         """Score a few completions in the background (a judge model may take seconds to
         load); `tried` reports True with per-component scores, or False with the error
-        and its line."""
+        and its line. Meanwhile the button cancels."""
         self.result.clear()
         self.editor.mark_error(None)
         problems = self.errors()
@@ -424,24 +476,23 @@ class RewardEditor(QWidget):
         completions = [r[1] for r in rows]
         # No model is loaded here: one stand-in token id per word (training passes the real ids)
         columns.setdefault("completion_ids", [list(range(len(c.split()))) for c in completions])
-        self.try_button.setEnabled(False)
         self.result.setStyleSheet("")
         self.result.setText("Scoring...")
         components, prompts = self.components(save=True), [r[0] for r in rows]
-        run_in_background(
+        task = run_in_background(
             lambda: _score(components, prompts, completions, columns),
-            on_done=self._scored,
-            on_error=self._score_failed,
+            on_done=lambda answer: self._answer(task, self._scored, answer),
+            on_error=lambda exc: self._answer(task, self._score_failed, exc),
             parent=self,
         )
+        self.try_task = task
+        self._show_trying(True)
 
     def _score_failed(self, exc: BaseException) -> None:
-        self.try_button.setEnabled(True)
         self.show_error(str(exc), getattr(exc, "lineno", None), getattr(exc, "component", None))
         self.tried.emit(False)
 
     def _scored(self, answer) -> None:
-        self.try_button.setEnabled(True)
         result, completions = answer
         lines = []
         for i, completion in enumerate(completions):
@@ -473,6 +524,24 @@ class _WordTokenizer:
 
     def __call__(self, texts, add_special_tokens: bool = False, **_):
         return {"input_ids": [t.split() for t in texts]}
+
+
+def _missing_file(c: _Component) -> str:
+    """The file or folder a component names that surely is not there, or "": a python
+    reward's file with no code to save in its place, a judge's model path, a reward
+    model's folder."""
+    if c.kind == "python":
+        if c.path is None or c.path.is_file():
+            return ""
+        if not (c.code or "").strip():
+            return f"reward file not found: {c.path}"
+        return "" if c.path.parent.is_dir() else f"no folder to save the code in: {c.path.parent}"
+    where = c.params.get("model") if c.kind == "judge" else c.params.get("path")
+    if c.kind not in ("judge", "reward_model") or not isinstance(where, str):
+        return ""
+    if c.kind == "judge" and not looks_like_path(where):
+        return ""  # a model name (bundled, tiny-random, a hub id)
+    return "" if Path(where).expanduser().exists() else f"not found: {where}"
 
 
 def _inside(path: Path, folder: Path) -> bool:

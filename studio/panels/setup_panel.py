@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -27,9 +28,10 @@ from core.config import (
     ModelConfig,
     RunConfig,
     load_config,
+    read_recipe_file,
 )
 from core.data import PromptSet
-from core.lm import TINY_RANDOM
+from core.lm import TINY_RANDOM, looks_like_path
 from core.paths import assets_dir, data_dir
 from studio.panels.config_form import ConfigForm
 from studio.panels.prompt_picker import PromptPicker
@@ -53,6 +55,7 @@ FORM_ORDER = (
     "generation",
     "algorithm",
     *ALGORITHM_TABLES,
+    "reward",
     "model",
     "data",
     "logging",
@@ -60,10 +63,14 @@ FORM_ORDER = (
 )
 SECTIONS = [(name, _config_tables()[name]) for name in FORM_ORDER]
 PICKED = {"model.name", "data.prompts", "algorithm.name"}  # chosen above the form
+NOT_IN_FORM = PICKED | {"reward.components"}  # the components: the reward panel
 RECENT_KEY = "recent_models"
 PROCESSES_KEY = "processes"
 LAST_RECIPE_KEY = "last_recipe"
 MINE = " (mine)"  # how the list marks the user's own recipes
+TYPING_MS = 300  # a typed path is checked once typing pauses this long
+ERROR_STYLE = "color: #d9534f;"
+NOTE_STYLE = "color: gray;"
 
 
 def bundled_recipes() -> dict[str, Path]:
@@ -74,6 +81,25 @@ def user_recipes_dir() -> Path:
     path = data_dir() / "recipes"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def recipe_description(path: Path) -> str:
+    """The recipe's `description` line ("" where it has none or does not read)."""
+    try:
+        text = read_recipe_file(path).get("description", "")
+    except (ConfigError, OSError):
+        return ""  # a broken recipe says why when it is chosen
+    return text if isinstance(text, str) else ""
+
+
+def model_problem(name: str) -> str:
+    """Why `name` surely names no model, or "": a path (a .gguf, a folder) that does not
+    exist. A hub id, or a path that exists, is left to the run to load (core.lm.sources)."""
+    if not name:
+        return "model.name: choose a model"
+    if name in (DEFAULT_MODEL, TINY_RANDOM) or not looks_like_path(name):
+        return ""
+    return "" if Path(name).expanduser().exists() else f"model path not found: {name}"
 
 
 def all_recipes() -> dict[str, Path]:
@@ -95,16 +121,18 @@ class SetupPanel(QWidget):
         self._loaded_path: Path | None = None
         picks = QFormLayout()
         picks.addRow("Recipe", self._build_recipe_row())
+        picks.addRow("", self.recipe_note)
         picks.addRow("Model", self._build_model_row())
+        picks.addRow("", self.model_note)
         picks.addRow("Prompts", self._build_prompts_row())
+        picks.addRow("", self.preview_note)  # under the field: how many prompts, or why none
         picks.addRow("", self.preview)
-        picks.addRow("", self.preview_note)
         self.algorithm = QComboBox()
         self.algorithm.addItems(list(ALGORITHMS))
         self.algorithm.currentTextChanged.connect(self._algorithm_changed)
         picks.addRow("Algorithm", self.algorithm)
         picks.addRow("Processes", self._build_processes_row())
-        self.form = ConfigForm(SECTIONS, skip=PICKED)
+        self.form = ConfigForm(SECTIONS, skip=NOT_IN_FORM)
         self.form.changed.connect(self._edited)
         self.form.changed.connect(self._data_settings_edited)
         self._read_with = self._data_settings()
@@ -113,7 +141,8 @@ class SetupPanel(QWidget):
         layout.addWidget(self.form, 1)
 
     def _build_recipe_row(self) -> QWidget:
-        self.recipe = QComboBox()
+        self.recipe = _combo()
+        self.recipe_note = _note(NOTE_STYLE)  # the chosen recipe's description
         self._fill_recipes()
         self.recipe.activated.connect(self._recipe_chosen)
         open_recipe = QPushButton("Open...")
@@ -124,10 +153,14 @@ class SetupPanel(QWidget):
         return _row(self.recipe, open_recipe, save_recipe)
 
     def _build_model_row(self) -> QWidget:
-        self.model = QComboBox()
-        self.model.setEditable(True)
+        self.model = _combo(editable=True)
         self.model.setToolTip(ModelConfig.__dataclass_fields__["name"].metadata["help"])
+        self.model_note = _note(ERROR_STYLE)  # why the typed model cannot load
+        self.model_note.hide()
         self._fill_models()
+        self._model_typing = QTimer(self, singleShot=True, interval=TYPING_MS)
+        self._model_typing.timeout.connect(self.check_model)
+        self.model.currentTextChanged.connect(self._model_typing.start)
         self.model.currentTextChanged.connect(self._edited)
         model_folder = QPushButton("Folder...")
         model_folder.setToolTip("A Hugging Face model folder (config.json + weights)")
@@ -139,6 +172,7 @@ class SetupPanel(QWidget):
     def _build_prompts_row(self) -> QWidget:
         """The prompt set's picker; its preview goes below (`self.preview`)."""
         self.picker = PromptPicker(self._data_config)
+        _keep_narrow(self.picker.box)  # a long typed path must not widen the panel
         self.picker.sig_changed.connect(self._edited)
         self.prompts, self.preview, self.preview_note = (
             self.picker.box,
@@ -183,8 +217,18 @@ class SetupPanel(QWidget):
         self.recipe.blockSignals(True)
         self.recipe.clear()
         for name, path in all_recipes().items():
-            self.recipe.addItem(name, str(path))
+            self._add_recipe(name, path)
         self.recipe.blockSignals(False)
+
+    def _add_recipe(self, name: str, path: Path) -> None:
+        self.recipe.addItem(name, str(path))
+        self.recipe.setItemData(self.recipe.count() - 1, recipe_description(path), Qt.ToolTipRole)
+
+    def _show_description(self) -> None:
+        text = self.recipe.itemData(self.recipe.currentIndex(), Qt.ToolTipRole) or ""
+        self.recipe_note.setText(text)
+        self.recipe_note.setVisible(bool(text))
+        self.recipe.setToolTip(text)
 
     def _recipe_path(self) -> Path:
         return Path(self.recipe.currentData())
@@ -225,9 +269,10 @@ class SetupPanel(QWidget):
         cfg = load_config(path)
         index = self.recipe.findData(str(path))
         if index < 0:  # a file from elsewhere: list it so the box says what is loaded
-            self.recipe.addItem(Path(path).stem, str(path))
+            self._add_recipe(Path(path).stem, Path(path))
             index = self.recipe.count() - 1
         self.recipe.setCurrentIndex(index)
+        self._show_description()
         self._loaded_path = Path(path)
         self.show_config(cfg)
         self.settings.setValue(LAST_RECIPE_KEY, self.recipe_name())
@@ -256,7 +301,21 @@ class SetupPanel(QWidget):
         data["model"]["name"] = self.model.currentText().strip()
         data["data"]["prompts"] = self.prompts.currentText().strip()
         data["algorithm"]["name"] = self.algorithm.currentText()
+        self.picker.flush()  # its note says the same as the error below
+        for key, problem in (
+            ("model.name", self.check_model()),
+            ("data.prompts", self.picker.problem()),
+        ):
+            if problem:
+                errors[key] = problem
         return data, errors
+
+    def check_model(self) -> str:
+        """Say under the model field why it cannot load ("" and hidden: it may)."""
+        problem = model_problem(self.model.currentText().strip())
+        self.model_note.setText(problem)
+        self.model_note.setVisible(bool(problem))
+        return problem
 
     def _open_recipe(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -325,6 +384,28 @@ class SetupPanel(QWidget):
 
     def _edited(self, *_: Any) -> None:
         self.changed.emit()
+
+
+def _combo(editable: bool = False) -> QComboBox:
+    box = QComboBox()
+    box.setEditable(editable)
+    _keep_narrow(box)
+    return box
+
+
+def _keep_narrow(box: QComboBox) -> None:
+    """Size the box by a few characters, not by its longest entry (a long path)."""
+    box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(12)
+
+
+def _note(style: str) -> QLabel:
+    """A message under a field: it wraps within the panel, never widens it."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # its width is the panel's
+    label.setStyleSheet(style)
+    return label
 
 
 def _row(*widgets: QWidget) -> QWidget:

@@ -73,13 +73,15 @@ def test_stop_then_resume_a_run_of_two_processes(window, qtbot, db_url):
     assert window.live.series["reward/mean"].steps.tolist()[-1] == info.last_step
 
 
-def test_a_failing_launch_names_the_reason(window, qtbot, db_url):
+def test_a_failing_launch_names_the_reason(window, qtbot, db_url, tmp_path):
     window.setup.processes.setValue(2)
-    window.setup.model.setCurrentText("/no/such/model/folder")
+    not_a_model = tmp_path / "not_a_model"  # a folder without config.json: the run says so
+    not_a_model.mkdir()
+    window.setup.model.setCurrentText(str(not_a_model))
     window.revalidate()
     assert window.start()
     qtbot.waitUntil(lambda: not window.running, timeout=TIMEOUT_MS)
     assert window.status_bar.step_label.text().endswith("failed")
-    assert "/no/such/model/folder" in window.message.text()
+    assert str(not_a_model) in window.message.text()
     assert "ChildFailedError" not in window.message.text()  # the CLI's reason, not torchrun's
     assert window.error_box.text() == window.message.text()
