@@ -50,10 +50,14 @@ def convert_gguf(gguf: Path, out: Path, progress: Progress | None = None) -> Pat
     if (out / "config.json").is_file():
         return out
     say = progress or (lambda _msg: None)
-    say(f"Converting {gguf.name} to safetensors (once; about half a minute)...")
+    label = f"Converting {gguf.name} to safetensors (once)"
+    # the share of the whole each stage took on a 2-core CPU: reading the tokenizer and
+    # then the weights' metadata from the GGUF is most of it, the de-quantizing a little
+    say(f"{label}: 0%")
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        with _relay_tensor_progress(say, f"Converting {gguf.name}"):
+        say(f"{label}: 40%")
+        with _relay_tensor_progress(say, label, (75, 95)):
             loaded = AutoModelForCausalLM.from_pretrained(
                 gguf.parent, gguf_file=gguf.name, dtype=torch.float32
             )
@@ -72,7 +76,7 @@ def convert_gguf(gguf: Path, out: Path, progress: Progress | None = None) -> Pat
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)  # atomic: a half-written conversion is never picked up
-    say("Conversion done.")
+    say(f"{label}: 100%")
     return out
 
 
@@ -80,11 +84,12 @@ _RELAY_LOCK = threading.Lock()
 
 
 @contextmanager
-def _relay_tensor_progress(say: Progress, label: str):
+def _relay_tensor_progress(say: Progress, label: str, span: tuple[int, int] = (0, 100)):
     """transformers dequantizes a GGUF's tensors under a tqdm bar that only a terminal sees;
     for the duration, that bar is replaced by one that reports "<label>: NN%" through `say`
-    (every 5%), which the studio's progress bar and the CLI show. Without that hook (another
-    transformers version) the conversion runs as before, with the one message."""
+    (every 5% of the tensors), NN running over `span` of the whole conversion, which the
+    studio's progress bar and the CLI show. Without that hook (another transformers
+    version) the conversion runs as before, with the stage messages only."""
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
     original = getattr(gguf_utils, "tqdm", None)
@@ -95,13 +100,14 @@ def _relay_tensor_progress(say: Progress, label: str):
     def relay(iterable, *_args, **_kwargs):
         total = len(iterable) if hasattr(iterable, "__len__") else 0
         shown = -1
+        low, high = span
         for done, item in enumerate(iterable):
             percent = 100 * done // total if total else 0
             if percent // 5 > shown:
                 shown = percent // 5
-                say(f"{label}: {percent}%")
+                say(f"{label}: {low + (high - low) * percent // 100}%")
             yield item
-        say(f"{label}: 100%")
+        say(f"{label}: {high}%")
 
     with _RELAY_LOCK:
         gguf_utils.tqdm = relay

@@ -56,6 +56,9 @@ def test_first_start_converts_the_bundled_model_reporting_percentages(tmp_path):
     percents = [int(m.rsplit(" ", 1)[1].rstrip("%")) for m in messages if m.endswith("%")]
     assert len(percents) >= 10 and percents == sorted(percents)
     assert percents[0] == 0 and percents[-1] == 100
+    # every message has its percentage, the first one too: the bar is never just busy, and
+    # the slow part (reading the GGUF, before any tensor) moves it as well
+    assert len(percents) == len(messages) and 0 < percents[1] < 75
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.model_type == "llama" and model.num_parameters() > 100_000_000
     assert convert_gguf(bundled_gguf(), out, progress=messages.append) == out  # once only
