@@ -502,7 +502,9 @@ class MainWindow(QMainWindow):
             answer = QMessageBox.question(
                 self,
                 "A run is training",
-                "Stop the run (it is saved as stopped, with a checkpoint) and quit?",
+                stop_question(self.store, self._live_id()),
+                QMessageBox.Yes | QMessageBox.No,
+                QMessageBox.No,  # a stray Enter keeps it training
             )
             if answer != QMessageBox.Yes:
                 event.ignore()
@@ -532,3 +534,19 @@ def restore_layout(window: QMainWindow) -> None:
         window.resize(1500, 950)
     if state is not None:
         window.restoreState(state)
+
+
+def stop_question(store, run_id: int | None) -> str:
+    """Closing mid-run: which run stops, and the step its checkpoint keeps."""
+    try:
+        info = None if run_id is None else store.run(run_id)
+    except Exception:  # a store gone away: the window still asks, and still closes
+        info = None
+    if info is None or info.last_step < 1:
+        which = "A run" if info is None else f"Run {info.id} {info.name!r}"
+        return f"{which} is starting. Stop it and quit? No step is done yet: nothing is kept."
+    return (
+        f"Run {info.id} {info.name!r} is training (step {info.last_step} of "
+        f"{info.total_steps}).\n\nStop it and quit? It is saved as stopped, with a checkpoint "
+        f"at the step it has reached (step {info.last_step} now); Resume carries it on."
+    )

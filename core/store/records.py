@@ -120,6 +120,9 @@ class RunInfo:
     last_reward: float | None
     app_version: str | None = None  # the RL Studio that made it; None before 0.2.0
     parent_run_id: int | None = None  # the run this one starts over (a fresh start)
+    # seconds of training to its last step (the metrics' wall_time, which a resume carries
+    # on from its checkpoint's): time stopped between segments is not counted
+    training_seconds: float | None = None
 
 
 @dataclass(frozen=True, eq=False)

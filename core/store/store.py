@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.events import Sample as SampleEvent
 from core.store.engine import (
@@ -55,6 +55,7 @@ from core.store.records import (
 from core.store.schema import Checkpoint, FindingRecord, LogLine, Metric, Run, Sample
 
 REWARD_KEY = "reward/mean"
+CLOCK_KEY = "time/update_s"  # every training step records it, with the training clock
 _READ_ONLY_REASONS = {
     "ro": "the database file cannot be written",
     "immutable": "its folder cannot be written, so it is read as an unchanging file",
@@ -245,8 +246,9 @@ class Store(RunLifecycle, RunFindings):
             .group_by(Metric.run_id)
             .subquery()
         )
+        clock = aliased(Metric)  # the training clock at the run's last step (a unique key)
         query = (
-            select(Run, Metric.value, Metric.special, Metric.id)
+            select(Run, Metric.value, Metric.special, Metric.id, clock.wall_time)
             .outerjoin(latest, latest.c.run_id == Run.id)
             .outerjoin(
                 Metric,
@@ -255,6 +257,10 @@ class Store(RunLifecycle, RunFindings):
                     Metric.key == REWARD_KEY,
                     Metric.step == latest.c.step,
                 ),
+            )
+            .outerjoin(
+                clock,
+                and_(clock.run_id == Run.id, clock.step == Run.last_step, clock.key == CLOCK_KEY),
             )
             .order_by(Run.created_at.desc(), Run.id.desc())
         )
@@ -277,8 +283,9 @@ class Store(RunLifecycle, RunFindings):
                 last_reward=None if metric_id is None else decode_metric(value, special),
                 app_version=run.app_version,
                 parent_run_id=run.parent_run_id,
+                training_seconds=wall_time,
             )
-            for run, value, special, metric_id in session.execute(query)
+            for run, value, special, metric_id, wall_time in session.execute(query)
         ]
 
     def runs(self) -> list[RunInfo]:

@@ -1,7 +1,8 @@
 """Asked before a run's model is exported: which of the CLI's three forms (`rlstudio export
 --format hf|gguf|adapter`), GGUF's weight type, and the folder, typed (a new one is made)
-or browsed to. A folder that already holds files is exported into only once the user says
-so; the adapter form is offered only for a LoRA run."""
+or browsed to. A new folder is made when Export is pressed (a bare name beside the
+suggested one); a folder that already holds files is exported into only once the user,
+told what is there, says so; the adapter form is offered only for a LoRA run."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class ExportChoice:
 class ExportDialog(QDialog):
     def __init__(self, run_id: int, lora: bool, folder: Path, format: str = "hf", parent=None):
         super().__init__(parent)
+        self.base = folder.expanduser().parent  # where a bare folder name is made
         self.setWindowTitle(f"Export run {run_id}'s model")
         form = QFormLayout(self)
         self.format = QComboBox(objectName="format")
@@ -84,14 +86,16 @@ class ExportDialog(QDialog):
             self.folder.setText(chosen)
 
     def choice(self) -> ExportChoice:
+        folder = Path(self.folder.text().strip()).expanduser()
         return ExportChoice(
-            Path(self.folder.text().strip()).expanduser(),
+            folder if folder.is_absolute() else self.base / folder,
             self.format.currentData(),
             self.outtype.currentText(),
         )
 
     def accept(self) -> None:
-        """Export only into a folder that is new, empty, or that the user says may be added to."""
+        """Export only into a folder made new, an empty one, or one the user says may be
+        added to; a folder that cannot be made is said so, and the dialog stays."""
         folder = self.choice().folder
         if not self.folder.text().strip():
             self.problem.setText("Name a folder to export into")
@@ -99,18 +103,33 @@ class ExportDialog(QDialog):
         if folder.exists() and not folder.is_dir():
             self.problem.setText(f"{folder} is a file, not a folder")
             return
-        if folder.is_dir() and any(folder.iterdir()):
-            answer = QMessageBox.question(
-                self,
-                "Folder not empty",
-                f"{folder} already holds files. Export into it anyway? Files of the same "
-                "name are replaced.",
-                QMessageBox.Yes | QMessageBox.No,
-                QMessageBox.No,
-            )
-            if answer != QMessageBox.Yes:
-                return
+        if folder.is_dir() and any(folder.iterdir()) and not self._may_add_to(folder):
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.problem.setText(f"Cannot make the folder {folder}: {exc.strerror or exc}")
+            return
         super().accept()
+
+    def _may_add_to(self, folder: Path) -> bool:
+        """Asks before exporting into a folder that holds files, naming them; No is the default."""
+        answer = QMessageBox.question(
+            self,
+            "Folder not empty",
+            f"{folder} already holds files: {_listing(folder)}.\n\nExport into it anyway? "
+            "Files of the same name are replaced; the others stay.",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
+
+
+def _listing(folder: Path, shown: int = 5) -> str:
+    """The first few names in `folder` (a folder's with a slash), and how many more."""
+    names = sorted(p.name + "/" * p.is_dir() for p in folder.iterdir())
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def ask_export(run_id: int, lora: bool, folder: Path, format: str, parent=None):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -46,14 +45,26 @@ REFRESH_MS = 3000
 
 
 def _duration(info: RunInfo) -> str:
-    if info.started_at is None:
+    """The time it trained (not the days it sat stopped before a resume)."""
+    if info.training_seconds is None:
         return ""
-    end = info.finished_at or datetime.now(UTC)
-    if (end.tzinfo is None) != (info.started_at.tzinfo is None):  # SQLite may drop the zone
-        end = end.replace(tzinfo=info.started_at.tzinfo)
-    seconds = max(0, int((end - info.started_at).total_seconds()))
+    seconds = max(0, int(info.training_seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _what_is_lost(store: Store, ids: list[int]) -> str:
+    """What deleting `ids` takes, the first five: run 3 'name' (40 steps, 3 checkpoints)."""
+    shown = []
+    for run_id in ids[:5]:
+        info, saved = store.run(run_id), len(store.checkpoints(run_id))
+        steps = max(info.last_step, 0)
+        shown.append(
+            f"run {run_id} {info.name!r} ({steps} step{'s' * (steps != 1)}, "
+            f"{saved} checkpoint{'s' * (saved != 1)})"
+        )
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return ", ".join(shown) + more
 
 
 class _Item(QTableWidgetItem):
@@ -105,6 +116,7 @@ class RunsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.itemChanged.connect(self._renamed)
         self.table.cellDoubleClicked.connect(self._double_clicked)
+        self._add_row_actions()
 
         buttons = {
             "Open": self._open,
@@ -146,6 +158,16 @@ class RunsView(QWidget):
         self._timer.start()
         self.refresh()
 
+    def _add_row_actions(self) -> None:
+        """The list's right-click menu; its Delete is the Delete key too (and asks first)."""
+        self.table.setContextMenuPolicy(Qt.ActionsContextMenu)
+        self.delete_action = QAction("Delete...", self.table)
+        self.delete_action.setShortcut(QKeySequence(QKeySequence.Delete))
+        self.delete_action.setShortcutContext(Qt.WidgetShortcut)  # the list's key only
+        # triggered(bool) would hand its `checked` flag to the slot's first parameter
+        self.delete_action.triggered.connect(lambda _checked=False: self._delete())
+        self.table.addAction(self.delete_action)
+
     def set_store(self, store: Store) -> None:
         """Show another store's runs (the window's "Open store...")."""
         self.store = store
@@ -186,7 +208,6 @@ class RunsView(QWidget):
         self._show(runs, error, worst)
 
     def _show(self, runs, error, worst: dict[int, str] | None = None) -> None:
-        selected = set(self.selected_ids())
         if error is not None:  # a locked, vanished or unreachable database: say so, retry
             reason = error_reason(error)
             if not self.connection_lost:
@@ -196,6 +217,16 @@ class RunsView(QWidget):
         if self.connection_lost:
             self.connection_lost = False
             self.connection.emit(True, "")
+        if self.table.state() == QAbstractItemView.EditingState:
+            return  # a rebuild would close the name being typed; the rename refreshes after
+        selected, current = set(self.selected_ids()), self._current()
+        scroll = self.table.verticalScrollBar().value(), self.table.horizontalScrollBar().value()
+        self._fill(runs, worst or {})
+        self._reselect(selected, current)
+        self.table.verticalScrollBar().setValue(scroll[0])
+        self.table.horizontalScrollBar().setValue(scroll[1])
+
+    def _fill(self, runs: list[RunInfo], worst: dict[int, str]) -> None:
         self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(runs))
@@ -210,8 +241,8 @@ class RunsView(QWidget):
                 _Item(f"{info.last_step} / {info.total_steps}", info.last_step),
                 _Item(last, info.last_reward if info.last_reward is not None else float("-inf")),
                 _Item(f"{info.created_at:%Y-%m-%d %H:%M}", info.created_at),
-                _Item(_duration(info), _duration(info)),
-                _health_item((worst or {}).get(info.id, "")),
+                _Item(_duration(info), info.training_seconds or 0.0),
+                _health_item(worst.get(info.id, "")),
             ]
             for col, cell in enumerate(cells):
                 if col != 1:
@@ -222,10 +253,27 @@ class RunsView(QWidget):
                 self.table.setItem(row, col, cell)
         self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
-        if selected:
-            for row in range(self.table.rowCount()):
-                if self.table.item(row, 0).data(Qt.UserRole) in selected:
-                    self.table.selectRow(row)
+
+    def _current(self) -> tuple[int, int] | None:
+        """The run and column of the current cell (where the keyboard is)."""
+        item = self.table.currentItem()
+        return None if item is None else (item.data(Qt.UserRole), item.column())
+
+    def _reselect(self, ids: set[int], current: tuple[int, int] | None) -> None:
+        """The same runs selected and the same cell current as before the rows were rebuilt
+        (all of them: selecting row by row would keep only the last)."""
+        model, selection = self.table.selectionModel(), QItemSelection()
+        for row in range(self.table.rowCount()):
+            run_id = self.table.item(row, 0).data(Qt.UserRole)
+            if current is not None and run_id == current[0]:
+                index = self.table.model().index(row, current[1])
+                model.setCurrentIndex(index, QItemSelectionModel.NoUpdate)
+            if run_id in ids:
+                selection.select(
+                    self.table.model().index(row, 0),
+                    self.table.model().index(row, len(COLUMNS) - 1),
+                )
+        model.select(selection, QItemSelectionModel.ClearAndSelect)
 
     def selected_ids(self) -> list[int]:
         rows = sorted({i.row() for i in self.table.selectedIndexes()})
@@ -279,7 +327,7 @@ class RunsView(QWidget):
                 self.message.emit(f"Renamed run {cell.data(Qt.UserRole)} to {name!r}")
             except USER_ERRORS as exc:  # a read-only store keeps its names
                 self.message.emit(str(exc))
-        self.refresh()
+        QTimer.singleShot(0, self.refresh)  # once the editor has closed (no rebuild while open)
 
     def _delete(self) -> None:
         """Asks first, naming the runs and what goes with them; No is the default."""
@@ -287,13 +335,18 @@ class RunsView(QWidget):
         if not ids:
             self.message.emit("Select finished runs to delete (not the one training)")
             return
-        names = ", ".join(f"{i} {self.store.run(i).name!r}" for i in ids[:5])
-        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        try:
+            lost = _what_is_lost(self.store, ids)
+        except USER_ERRORS as exc:  # a run deleted meanwhile by another window
+            self.message.emit(str(exc))
+            self.refresh()
+            return
+        runs = "1 run" if len(ids) == 1 else f"{len(ids)} runs"
         answer = QMessageBox.question(
             self,
             "Delete runs",
-            f"Delete {len(ids)} run(s): {names}{more}?\n\nTheir metrics, samples, logs and "
-            "checkpoints on disk are deleted for good.",
+            f"Delete {runs}: {lost}?\n\nTheir metrics, samples, logs and checkpoints on disk "
+            "are removed for good.",
             QMessageBox.Yes | QMessageBox.No,
             QMessageBox.No,
         )

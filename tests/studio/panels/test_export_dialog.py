@@ -33,6 +33,12 @@ def trained_db(tmp_path_factory):
     return db
 
 
+def type_folder(qtbot, dialog, text: str) -> None:
+    """What a user does in the Folder field: select what is there, type over it."""
+    qtbot.keyClick(dialog.folder, Qt.Key_A, Qt.ControlModifier)
+    qtbot.keyClicks(dialog.folder, text)
+
+
 def menu_action(view, text: str):
     return next(a for a in view.export_menu.actions() if a.text().startswith(text))
 
@@ -57,7 +63,7 @@ def test_export_menu_writes_gguf_then_asks_before_adding_to_that_folder(
         seen["format"] = dialog.format.currentData()
         seen["adapter offered"] = dialog.format.model().item(2).isEnabled()
         seen["outtype enabled"] = dialog.outtype.isEnabled()
-        dialog.folder.setText(str(folder))
+        type_folder(qtbot, dialog, str(folder))
         dialog.outtype.setCurrentText("f32")
         qtbot.mouseClick(dialog.ok, Qt.LeftButton)
 
@@ -72,7 +78,7 @@ def test_export_menu_writes_gguf_then_asks_before_adding_to_that_folder(
     def into_the_same_folder(answer):
         def act(dialog: ExportDialog):
             assert not dialog.outtype.isEnabled()  # hf: no GGUF weight type
-            dialog.folder.setText(str(folder))
+            type_folder(qtbot, dialog, str(folder))
 
             def reply(box: QMessageBox):
                 asked.append(box.text())
@@ -102,3 +108,66 @@ def test_export_menu_writes_gguf_then_asks_before_adding_to_that_folder(
         p.name for p in folder.iterdir()
     }
     store.close()
+
+
+@pytest.fixture
+def dialog(qtbot, tmp_path):
+    from studio.panels.export_dialog import ExportDialog
+
+    dialog = ExportDialog(1, lora=False, folder=tmp_path / "run-1-hf")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+def test_a_new_folder_typed_in_is_made(qtbot, tmp_path, dialog):
+    from PySide6.QtWidgets import QDialog
+
+    folder = tmp_path / "exports" / "first try"  # neither exists
+    type_folder(qtbot, dialog, str(folder))
+    qtbot.mouseClick(dialog.ok, Qt.LeftButton)
+    assert dialog.result() == QDialog.Accepted and not dialog.problem.text()
+    assert folder.is_dir() and dialog.choice().folder == folder
+
+
+def test_a_bare_name_is_made_beside_the_suggested_folder(qtbot, tmp_path, dialog):
+    type_folder(qtbot, dialog, "mine")
+    qtbot.mouseClick(dialog.ok, Qt.LeftButton)
+    assert dialog.choice().folder == tmp_path / "mine" and (tmp_path / "mine").is_dir()
+
+
+def test_a_folder_that_cannot_be_made_says_why_and_stays(qtbot, tmp_path, dialog):
+    (tmp_path / "a-file").write_text("not a folder")
+    type_folder(qtbot, dialog, str(tmp_path / "a-file" / "inside"))
+    qtbot.mouseClick(dialog.ok, Qt.LeftButton)
+    assert dialog.isVisible() and "Cannot make the folder" in dialog.problem.text()
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_a_folder_that_holds_files_is_named_and_no_writes_nothing(qtbot, tmp_path, dialog):
+    from PySide6.QtWidgets import QDialog
+
+    folder = tmp_path / "old export"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "notes.txt").write_text("keep me")
+    before = sorted(p.name for p in folder.iterdir())
+    type_folder(qtbot, dialog, str(folder))
+    asked: list[str] = []
+
+    def reply(answer):
+        def act(box: QMessageBox):
+            asked.append(box.text())
+            qtbot.mouseClick(box.button(answer), Qt.LeftButton)
+
+        return act
+
+    when_modal(QMessageBox, reply(QMessageBox.No))
+    qtbot.mouseClick(dialog.ok, Qt.LeftButton)
+    assert "already holds files: checkpoints/, config.json, notes.txt." in asked[0]
+    assert dialog.isVisible() and dialog.result() != QDialog.Accepted  # another folder?
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert (folder / "notes.txt").read_text() == "keep me"
+    when_modal(QMessageBox, reply(QMessageBox.Yes))
+    qtbot.mouseClick(dialog.ok, Qt.LeftButton)
+    assert len(asked) == 2 and dialog.result() == QDialog.Accepted
