@@ -9,29 +9,25 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import (
     QDockWidget,
-    QInputDialog,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
     QWidget,
 )
 
-from core import RunState, default_run_name, resume_point
+from core import default_run_name, resume_point
 from core.config import ConfigError, RunConfig, from_dict, save_config, to_dict, validate
 from core.data import with_absolute_paths
-from core.events import Checkpoint, Evaluating, Log, Metrics, RewardFailure, Samples, Status
 from core.paths import data_dir
-from core.store import LIVE, Store, error_reason, shown_url
+from core.store import LIVE, Store
 from studio.live import (
-    Held,
     LiveRun,
-    Progress,
-    RunEnded,
     launch_problem,
     new_run,
     restarted_run,
     resumed_run,
 )
+from studio.live_events import LiveEvents
 from studio.menus import build_menus
 from studio.panels.dashboard import Dashboard, RunSeries
 from studio.panels.health_panel import HealthPanel
@@ -42,6 +38,7 @@ from studio.panels.samples_view import SamplesView
 from studio.panels.setup_panel import SetupPanel
 from studio.run_toolbar import ConnectionBanner, RunToolbar
 from studio.status_bar import RunStatusBar
+from studio.store_switch import StoreSwitch
 from studio.tasks import collect_garbage_in_gui_thread
 
 DEFAULT_RECIPE = "sentiment_ppo"
@@ -54,7 +51,7 @@ def studio_settings() -> QSettings:
     return QSettings(str(data_dir() / "studio.ini"), QSettings.IniFormat)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
     def __init__(self, db_url: str | None = None, recipe: str | None = None) -> None:
         super().__init__()
         self.setWindowTitle("RL Studio")
@@ -321,141 +318,6 @@ class MainWindow(QMainWindow):
                 self.samples.show_stored(self.store, self._live_id())
             self.shown_run_id = self._live_id()
             self._update_controls()
-
-    # --- what the live run says ---------------------------------------------------------
-
-    def _run_created(self, run_id: int) -> None:
-        self.last_run_id = run_id
-        self._remember_shown(run_id)
-        if self.shown_run_id is None:  # the live run is on screen (not a stored one)
-            self.shown_run_id = run_id
-        self.runs.live_run_id = run_id
-        self.runs.refresh()
-
-    def _on_events(self, events: list) -> None:
-        showing_live = self.shown_run_id == self._live_id() or self.shown_run_id is None
-        for event in events:
-            if isinstance(event, Metrics):
-                self.live.add(event.step, event.wall_time, event.values)
-                if showing_live:
-                    self.dashboard.mark_dirty()
-                self.status_bar.step(event, self.live_run.planned_steps(), self.live)
-            elif isinstance(event, Samples):
-                if showing_live:
-                    self.samples.add_items(event.rows)
-            elif isinstance(event, Status):
-                self._status(event)
-            elif isinstance(event, Log):
-                self._log(event.level, event.message)
-            elif isinstance(event, Checkpoint):
-                self._log("info", f"checkpoint at step {event.step}: {event.path}")
-            elif isinstance(event, Progress):
-                self.status_bar.loading(event.text)
-            elif isinstance(event, Held):
-                self._held()
-            elif isinstance(event, Evaluating):
-                self.status_bar.evaluating(event.prompts)
-            elif isinstance(event, RewardFailure):
-                self._reward_failed(event)
-
-    def _status(self, event: Status) -> None:
-        self.status_bar.status(event)
-        if event.state == RunState.PAUSED:
-            self.pause_said = True
-            self._log("info", f"Paused at step {event.step}: {event.message or 'Paused'}")
-        elif event.state == RunState.RUNNING and event.message == "Resumed":
-            pass  # said when Resume was pressed
-        elif event.state == RunState.RUNNING:
-            self._log("info", event.message)
-        else:
-            self._log("info", f"{event.state}: {event.message}")
-        self._update_controls()
-
-    def _held(self) -> None:
-        """The loop holds: a pause asked for inside a step (between two tokens) is shown
-        now, not when the step would have ended."""
-        if self.live_run is None or not self.live_run.paused:
-            return
-        if not self.pause_said:
-            self.pause_said = True
-            self.status_bar.paused(mid_step=True)
-            self._log("info", "Paused inside a step (between two tokens); Resume goes on there")
-        self._update_controls()
-
-    def _reward_failed(self, event: RewardFailure) -> None:
-        self.docks["reward"].raise_()
-        self.rewards.show_error(
-            f"{event.message}\nFix the code, then press Resume.", event.lineno, event.component
-        )
-        self._say(f"Reward failed (run paused): {event.message}")
-        self._log("error", event.message)
-
-    def _ended(self, ended: RunEnded) -> None:
-        run_id, state, error = ended.run_id, ended.state, ended.error
-        self.status_bar.ended(run_id, state)
-        self.runs.live_run_id = None
-        self.runs.refresh()
-        if state == RunState.FAILED and not run_id and ended.error_type.startswith("Reward"):
-            # the reward did not load (a syntax error...): no run exists; show it at the code
-            self.docks["reward"].raise_()
-            self.rewards.show_error(error)
-            self._say(f"The reward does not load: {error}")
-        elif state == RunState.FAILED:
-            self._say(error)
-            self._log("error", error)
-            self.error_box = QMessageBox(
-                QMessageBox.Critical, "Run failed", error or "The run failed", parent=self
-            )
-            self.error_box.open()  # not modal-blocking: the window stays usable
-        if self.live_run is not None:
-            self.live_run.deleteLater()
-            self.live_run = None
-        self._update_controls()
-
-    def _log(self, level: str, text: str) -> None:
-        self.log.appendPlainText(f"[{level}] {text}")
-
-    def _say(self, text: str, error: bool = True) -> None:
-        self.toolbar.say(text, error)
-
-    # --- the store --------------------------------------------------------------------
-
-    def open_store_dialog(self) -> None:
-        text, ok = QInputDialog.getText(
-            self,
-            "Open store",
-            "A SQLite file, or a database URL such as\n"
-            "postgresql+psycopg://user:password@host:5432/rlstudio",
-            text=self.db_url if self.db_url.startswith("sqlite") else "",
-        )
-        if ok and text.strip():
-            self.open_store(text.strip())
-
-    def open_store(self, where: str) -> bool:
-        """Switch the window to the store at `where` (a URL, or a SQLite file's path)."""
-        if self.running:
-            self._say("Stop the run before opening another store")
-            return False
-        url = where if "://" in where else f"sqlite:///{Path(where).expanduser().resolve()}"
-        try:
-            store = Store(url)
-        except Exception as exc:  # unreachable server, bad URL, missing driver, newer schema
-            reason = error_reason(exc)
-            QMessageBox.warning(self, "Open store", f"Could not open {shown_url(url)}:\n{reason}")
-            return False
-        old, self.store, self.db_url = self.store, store, store.url
-        self.runs.set_store(store)
-        old.close()
-        self.shown_run_id = None
-        self.banner_bar.show_store(store)
-        self.setWindowTitle(f"RL Studio — {shown_url(url)}")
-        self.statusBar().showMessage(f"Showing the runs in {shown_url(url)}", 10_000)
-        return True
-
-    def _connection_changed(self, ok: bool, reason: str) -> None:
-        self.banner_bar.show_connection(ok, reason, shown_url(self.db_url))
-        if ok:
-            self.statusBar().showMessage(f"Connected to {shown_url(self.db_url)} again", 10_000)
 
     # --- past runs ----------------------------------------------------------------------
 
