@@ -39,6 +39,7 @@ from core.events import Sample
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
 from studio.panels.code_editor import CodeEditor
+from studio.panels.elided_label import ElidedLabel
 from studio.tasks import run_in_background
 
 ERROR_STYLE = "color: #d9534f;"
@@ -121,7 +122,7 @@ class RewardEditor(QWidget):
         self.template.activated.connect(self._load_template)
         self.editor = CodeEditor()
         self.editor.textChanged.connect(self._code_edited)
-        self.file_label = QLabel()
+        self.file_label = ElidedLabel(mode=Qt.ElideMiddle)  # a long path never widens the dock
         self.try_input = QPlainTextEdit()
         self.try_input.setPlaceholderText(
             "Completions to try, one per line (empty: samples from the run or examples)"
