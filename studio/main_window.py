@@ -118,6 +118,8 @@ class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
         }
         for a, b in (("setup", "reward"), ("samples", "runs"), ("runs", "log"), ("log", "health")):
             self.tabifyDockWidget(self.docks[a], self.docks[b])
+        # the setup form runs the window's full height; the bottom docks sit under the curves
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.docks["setup"].raise_()
         self.docks["samples"].raise_()
 
@@ -386,16 +388,25 @@ class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
         return self.live_run is None or self.live_run.stop_and_wait(timeout_s)
 
 
+FIRST_SIZE = (1500, 950)
+LEFT_DOCK_WIDTH = (320, 380)  # px: the form's labels and fields, no more
+BOTTOM_DOCK_SHARE = 0.28  # of the window's height; the curves get the rest
+
+
 def restore_layout(window: QMainWindow) -> None:
-    """The window's size and docks as the user left them (or a first size)."""
+    """The window's size and docks as the user left them (or a first size that fits the
+    screen, with most of it for the curves)."""
     geometry = window.settings.value("geometry")
     state = window.settings.value("state")
     if geometry is not None:
         window.restoreGeometry(geometry)
     else:
-        window.resize(1500, 950)
+        room = window.screen().availableGeometry()
+        window.resize(min(FIRST_SIZE[0], room.width()), min(FIRST_SIZE[1], room.height()))
     if state is not None:
         window.restoreState(state)
+    else:
+        _first_dock_sizes(window)
 
 
 def stop_question(store, run_id: int | None) -> str:
@@ -412,3 +423,11 @@ def stop_question(store, run_id: int | None) -> str:
         f"{info.total_steps}).\n\nStop it and quit? It is saved as stopped, with a checkpoint "
         f"at the step it has reached (step {info.last_step} now); Resume carries it on."
     )
+
+
+def _first_dock_sizes(window: QMainWindow) -> None:
+    low, high = LEFT_DOCK_WIDTH
+    left = min(high, max(low, window.width() // 4))
+    window.resizeDocks([window.docks["setup"]], [left], Qt.Horizontal)
+    bottom = int(window.height() * BOTTOM_DOCK_SHARE)
+    window.resizeDocks([window.docks["samples"]], [bottom], Qt.Vertical)

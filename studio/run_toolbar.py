@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QLabel, QToolBar
+from PySide6.QtWidgets import QLabel, QSizePolicy, QToolBar
 
 from core.events import RunState, Status
 from core.store import STORE_FULL, Store, shown_url
-from studio.elided_label import ElidedLabel
+from studio.panels.elided_label import ElidedLabel
 
 MANY = "; a run of several processes cannot (Stop saves a checkpoint)"
 
@@ -39,6 +39,7 @@ class RunToolbar(QToolBar):
             "Open store...", slots["open_store"], "Ctrl+O", "Show the runs of another store"
         )
         self.message = ElidedLabel()  # one line: a long message never moves the layout
+        self.message.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.message.setStyleSheet("color: #d9534f; padding-left: 8px;")
         self.addWidget(self.message)
 

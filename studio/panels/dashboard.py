@@ -29,7 +29,10 @@ from PySide6.QtWidgets import (
 
 from core.events import Finding
 from core.store import Store
+from studio.panels.elided_label import ElidedLabel
 from studio.panels.finding_marks import Mark, draw_marks, focus_plots, remove_marks
+from studio.panels.plot_grid import PlotGrid, legend_name
+from studio.panels.run_legend import RunLegend
 from studio.panels.series import Series
 
 REDRAW_MS = 100
@@ -54,6 +57,7 @@ PANELS = (
 )
 BAND = ("reward/mean", "reward/std")  # drawn as mean +/- std
 _NOT_COMPONENTS = {"reward/mean", "reward/std"}
+_KEY_PEN = "#a0a0a0"  # compare mode: a metric's legend entry shows its line style, not a run
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -73,10 +77,12 @@ def panel_for(key: str) -> Panel | None:
 
 
 class RunSeries:
-    """All metrics of one run, keyed by metric name."""
+    """All metrics of one run, keyed by metric name; `short` names it where room is tight
+    (a compare view's legend and read-out), `label` in full."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, short: str | None = None) -> None:
         self.label = label
+        self.short = short or label
         self.series: dict[str, Series] = {}
 
     def add(self, step: int, wall_time: float, values: Mapping[str, float]) -> None:
@@ -86,9 +92,11 @@ class RunSeries:
             self.series.setdefault(key, Series()).append(step, wall_time, float(value))
 
     @classmethod
-    def from_store(cls, label: str, metrics: Mapping, up_to: int | None = None) -> RunSeries:
+    def from_store(
+        cls, label: str, metrics: Mapping, up_to: int | None = None, short: str | None = None
+    ) -> RunSeries:
         """From `Store.metrics`; `up_to` keeps the steps a resumed run will not redo."""
-        out = cls(label)
+        out = cls(label, short)
         for key, s in metrics.items():
             keep = slice(None) if up_to is None else s.steps <= up_to
             out.series[key] = Series.from_arrays(s.steps[keep], s.wall_times[keep], s.values[keep])
@@ -105,27 +113,34 @@ class Dashboard(QWidget):
         self.runs: list[RunSeries] = []
         self._curves: dict[tuple[int, str], pg.PlotDataItem] = {}
         self._bands: dict[int, tuple[pg.PlotDataItem, pg.PlotDataItem, pg.FillBetweenItem]] = {}
+        self._legend_keys: set[tuple[str, str]] = set()  # (panel, key) named in compare mode
         self._dirty = False
         self.smoothing = 0.0
         self.x_axis = "step"
         self.marks: list[Mark] = []  # the doctor's findings on the curves
 
-        self.graphics = pg.GraphicsLayoutWidget()
-        self.plots: dict[str, pg.PlotItem] = {}
-        for i, panel in enumerate(PANELS):
-            plot = self.graphics.addPlot(row=i // 3, col=i % 3, title=panel.title)
-            plot.showGrid(x=True, y=True, alpha=0.2)
-            plot.addLegend(offset=(5, 5), labelTextSize="8pt")
-            plot.setDownsampling(auto=True, mode="peak")
-            plot.setClipToView(True)
-            self.plots[panel.title] = plot
-
-        self.readout = QLabel("Hover a plot to read its values")
+        self.grid = PlotGrid(panel.title for panel in PANELS)
+        self.graphics, self.plots = self.grid.graphics, self.grid.plots
+        self.run_legend = RunLegend()
+        self.readout = ElidedLabel("Hover a plot to read its values")
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self._hover = pg.SignalProxy(
             self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._on_hover
         )
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._build_bar())
+        layout.addWidget(self.run_legend)
+        layout.addWidget(self.grid, 1)
+        layout.addWidget(self.readout)
 
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.redraw_if_dirty)
+        self._timer.start()
+
+    def _build_bar(self) -> QHBoxLayout:
+        """Smoothing, the x axis and export, above the plots."""
         self.smooth_slider = QSlider(Qt.Horizontal)
         self.smooth_slider.setRange(0, 99)
         self.smooth_slider.setToolTip("Exponential moving average of the curves (0 = raw)")
@@ -137,23 +152,13 @@ class Dashboard(QWidget):
         export = QPushButton("Export PNG...")
         export.setToolTip("Save the dashboard as a PNG image")
         export.clicked.connect(self._export_dialog)
-
         bar = QHBoxLayout()
         bar.addWidget(self.smooth_label)
         bar.addWidget(self.smooth_slider, 1)
         bar.addWidget(QLabel("X axis"))
         bar.addWidget(self.x_choice)
         bar.addWidget(export)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addWidget(self.graphics, 1)
-        layout.addWidget(self.readout)
-
-        self._timer = QTimer(self)
-        self._timer.setInterval(REDRAW_MS)
-        self._timer.timeout.connect(self.redraw_if_dirty)
-        self._timer.start()
+        return bar
 
     # --- data in -------------------------------------------------------------------
 
@@ -166,7 +171,14 @@ class Dashboard(QWidget):
                 plot.legend.clear()
         self._curves.clear()
         self._bands.clear()
+        self._legend_keys.clear()
         self.runs = list(runs)
+        compare = len(self.runs) > 1
+        self.run_legend.show_runs(
+            [(self._color(r, 0), run.short, run.label) for r, run in enumerate(self.runs)]
+            if compare
+            else []
+        )
         self._dirty = True
         self.redraw_if_dirty()
 
@@ -174,10 +186,10 @@ class Dashboard(QWidget):
         self, store: Store, run_ids: list[int], up_to: int | None = None
     ) -> list[RunSeries]:
         """Show stored runs (`up_to`: their steps up to one), labelled "ID: name"."""
-        runs = [
-            RunSeries.from_store(f"{i}: {store.run(i).name}", store.metrics(i), up_to=up_to)
-            for i in run_ids
-        ]
+        runs = []
+        for i in run_ids:
+            label, short = f"{i}: {store.run(i).name}", f"#{i} {store.run(i).name}"
+            runs.append(RunSeries.from_store(label, store.metrics(i), up_to, short))
         self.show_runs(runs)
         return runs
 
@@ -228,7 +240,6 @@ class Dashboard(QWidget):
         self.redraw()
 
     def redraw(self) -> None:
-        compare = len(self.runs) > 1
         for r, run in enumerate(self.runs):
             keys_in_panel: dict[str, int] = {}
             for key in sorted(run.series):
@@ -239,17 +250,29 @@ class Dashboard(QWidget):
                 s = run.series[key]
                 curve = self._curves.get((r, key))
                 if curve is None:
-                    name = f"{run.label}: {key}" if compare else key
-                    pen = pg.mkPen(self._color(r, k), width=1.5)
-                    if compare and k:
-                        pen.setStyle(Qt.DashLine)
-                    curve = self.plots[panel.title].plot(name=name, pen=pen, connect="finite")
+                    curve = self._new_curve(panel.title, key, r, k)
                     self._curves[(r, key)] = curve
                 y = _finite(s.smoothed(self.smoothing))
                 curve.setData(self._x(s), y)
                 _mark_lone_point(curve, y)
             self._draw_band(r, run)
         self.redrawn.emit()
+
+    def _new_curve(self, title: str, key: str, r: int, k: int) -> pg.PlotDataItem:
+        """Run `r`'s curve of its `k`th metric in the panel, named in the plot's legend.
+        Comparing, the colour tells the run (see `run_legend`) and the line style the
+        metric, so the legend names each metric once, by its line style."""
+        plot = self.plots[title]
+        compare = len(self.runs) > 1
+        style = Qt.DashLine if compare and k else Qt.SolidLine
+        pen = pg.mkPen(self._color(r, k), width=1.5, style=style)
+        if not compare:
+            return plot.plot(name=legend_name(key), pen=pen, connect="finite")
+        if (title, key) not in self._legend_keys:
+            self._legend_keys.add((title, key))
+            sample = pg.PlotDataItem(pen=pg.mkPen(_KEY_PEN, width=1.5, style=style))
+            plot.legend.addItem(sample, legend_name(key))
+        return plot.plot(pen=pen, connect="finite")
 
     def _draw_band(self, r: int, run: RunSeries) -> None:
         mean, std = (run.series.get(k) for k in BAND)
@@ -296,7 +319,7 @@ class Dashboard(QWidget):
                 i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
                 if i and abs(xs[i - 1] - x) < abs(xs[i] - x):
                     i -= 1
-                label = f"{self.runs[r].label}: {key}" if len(self.runs) > 1 else key
+                label = f"{self.runs[r].short}: {key}" if len(self.runs) > 1 else key
                 parts.append(f"{label} = {_fmt(ys[i])} @ {_fmt(xs[i])}")
             self.readout.setText(f"{title} — " + ("; ".join(parts) if parts else "no data"))
             return

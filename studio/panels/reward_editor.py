@@ -43,7 +43,7 @@ from core.lm import looks_like_path
 from core.paths import assets_dir, data_dir
 from core.rewards import BUILTINS, build_reward
 from studio.panels.code_editor import CodeEditor
-from studio.panels.path_label import PathLabel
+from studio.panels.elided_label import ElidedLabel
 from studio.tasks import Task, run_in_background
 
 ERROR_STYLE = "color: #d9534f;"
@@ -129,7 +129,9 @@ class RewardEditor(QWidget):
         self.template.activated.connect(self._load_template)
         self.editor = CodeEditor()
         self.editor.textChanged.connect(self._code_edited)
-        self.file_label = PathLabel()  # a long path is shortened, never widens the dock
+        # a long path is shortened in its middle and never widens the dock
+        self.file_label = ElidedLabel(mode=Qt.ElideMiddle)
+        self.file_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.problems = QLabel()  # why the rewards cannot run, under their table
         self.problems.setWordWrap(True)
         self.problems.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QSpinBox,
     QSplitter,
     QTableView,
     QTextBrowser,
@@ -30,9 +29,12 @@ from PySide6.QtWidgets import (
 
 from core.events import Sample
 from core.store import Store
+from studio.panels.elided_label import ElidedLabel
+from studio.panels.step_box import StepBox
 
 FIXED_COLUMNS = ("Step", "Prompt", "Completion", "Reward")
 COLOUR_BY = ("logprob", "kl", "advantage")
+TOKEN_HINT = "Hover a token for its logprob, KL and advantage"
 MAX_ROWS = 50_000  # the table keeps the newest rows; the store keeps them all
 SAMPLES_LOADED = 5000  # a reopened run shows its newest samples; exports carry them all
 
@@ -118,11 +120,11 @@ class SamplesFilter(QSortFilterProxyModel):
     def __init__(self) -> None:
         super().__init__()
         self.text = ""
-        self.step_min, self.step_max = 0, 10**9
+        self.step_min, self.step_max = -math.inf, math.inf
         self.reward_min = -math.inf
         self.setSortRole(Qt.UserRole)
 
-    def set_filter(self, text: str, step_min: int, step_max: int, reward_min: float) -> None:
+    def set_filter(self, text: str, step_min: float, step_max: float, reward_min: float) -> None:
         self.beginFilterChange()  # Qt >= 6.10; invalidateFilter() is deprecated there
         self.text = text.lower()
         self.step_min, self.step_max, self.reward_min = step_min, step_max, reward_min
@@ -175,6 +177,7 @@ class SamplesView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = SamplesModel()
+        self.steps: tuple[int, int] | None = None  # the first and last step in the table
         self.proxy = SamplesFilter()
         self.proxy.setSourceModel(self.model)
         split = QSplitter(Qt.Vertical)
@@ -188,10 +191,7 @@ class SamplesView(QWidget):
     def _build_table_pane(self) -> QWidget:
         """The filters (text, step range, minimum reward) above the table."""
         self.search = QLineEdit(placeholderText="Search prompts and completions")
-        self.step_min, self.step_max = QSpinBox(), QSpinBox()
-        for box in (self.step_min, self.step_max):
-            box.setRange(0, 10**9)
-        self.step_max.setValue(10**9)
+        self.step_min, self.step_max = StepBox(last=False), StepBox(last=True)
         self.reward_min = QDoubleSpinBox()
         self.reward_min.setRange(-1e9, 1e9)
         self.reward_min.setValue(-1e9)
@@ -233,7 +233,7 @@ class SamplesView(QWidget):
         self.detail = QTextBrowser()
         self.detail.setOpenLinks(False)
         self.detail.highlighted.connect(self._hover_token)
-        self.token_info = QLabel("Hover a token for its logprob, KL and advantage")
+        self.token_info = ElidedLabel(TOKEN_HINT)
         self.components_label = QLabel()
         self.components_label.setWordWrap(True)
         colour_row = QHBoxLayout()
@@ -249,7 +249,16 @@ class SamplesView(QWidget):
         return pane
 
     def add_items(self, items: Iterable[Sample]) -> None:
-        self.model.add(list(items))
+        items = list(items)
+        self.model.add(items)
+        if not items:
+            return
+        steps = [i.step for i in items]
+        if self.steps is not None:
+            steps += self.steps
+        self.steps = (min(steps), max(steps))
+        for box in (self.step_min, self.step_max):
+            box.follow(*self.steps)
 
     def show_stored(self, store: Store, run_id: int, up_to: int | None = None) -> None:
         """The run's newest stored samples (up to a step), in place of what is shown."""
@@ -263,15 +272,22 @@ class SamplesView(QWidget):
         return self.model.items[-n:] if n > 0 else []
 
     def clear(self) -> None:
+        """Empty, for a new run: the table, the step range and the detail pane."""
         self.model.clear()
+        self.steps = None
+        for box in (self.step_min, self.step_max):
+            box.forget()
         self.detail.clear()
+        self.components_label.clear()
+        self.token_info.setText(TOKEN_HINT)
+        self._refilter()
 
     def _refilter(self, *_: Any) -> None:
         reward_min = self.reward_min.value()
         self.proxy.set_filter(
             self.search.text(),
-            self.step_min.value(),
-            self.step_max.value(),
+            -math.inf if self.step_min.unbounded() else self.step_min.value(),
+            math.inf if self.step_max.unbounded() else self.step_max.value(),
             -math.inf if reward_min <= self.reward_min.minimum() else reward_min,
         )
 
