@@ -8,6 +8,11 @@ rather than one step's.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import Any
+
+# Guards every Control's requested settings (a few dict operations: never held long).
+_SETTINGS_LOCK = threading.Lock()
 
 
 class Stopped(Exception):
@@ -50,6 +55,20 @@ class Control:
         wanted = self._save_now.is_set()
         self._save_now.clear()
         return wanted
+
+    def request_settings(self, changes: Mapping[str, Any]) -> None:
+        """Settings for the loop to apply at its next control point, between two steps
+        (`core.config.RESUMABLE_SETTINGS`, dotted keys: {"training.steps": 25}); a later
+        request for the same setting wins."""
+        with _SETTINGS_LOCK:
+            self._requested_settings = {**getattr(self, "_requested_settings", {}), **changes}
+
+    def take_settings(self) -> dict[str, Any]:
+        """The settings requested since the last call (the loop's), and forgets them."""
+        with _SETTINGS_LOCK:
+            taken = getattr(self, "_requested_settings", {})
+            self._requested_settings: dict[str, Any] = {}
+        return taken
 
     def wait_while_paused(self, timeout: float | None = None) -> bool:
         """Block while paused; True once running again (or stopped)."""
