@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 class Stopped(Exception):
@@ -27,6 +28,8 @@ class Control:
         self._stop = threading.Event()
         self._save_now = threading.Event()
         self._holding = threading.Event()
+        self._settings_lock = threading.Lock()
+        self._requested_settings: dict[str, Any] = {}
         self._held_s = 0.0  # seconds the loop has sat paused, all pauses together
         # called from the loop's thread the moment it starts to hold (between steps or
         # between two tokens), so a window can say "paused" then and not before
@@ -67,6 +70,19 @@ class Control:
         wanted = self._save_now.is_set()
         self._save_now.clear()
         return wanted
+
+    def request_settings(self, changes: Mapping[str, Any]) -> None:
+        """Settings for the loop to apply at its next control point, between two steps
+        (`core.config.RESUMABLE_SETTINGS`, dotted keys: {"training.steps": 25}); a later
+        request for the same setting wins."""
+        with self._settings_lock:
+            self._requested_settings = {**self._requested_settings, **changes}
+
+    def take_settings(self) -> dict[str, Any]:
+        """The settings requested since the last call (the loop's), and forgets them."""
+        with self._settings_lock:
+            taken, self._requested_settings = self._requested_settings, {}
+        return taken
 
     def wait_while_paused(self, timeout: float | None = None) -> bool:
         """Block while paused; True once running again (or stopped)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class RunState(StrEnum):
@@ -124,4 +125,30 @@ class Evaluating:
     prompts: int
 
 
-Event = Status | Metrics | Samples | Checkpoint | Log | RewardFailure | Finding | Evaluating
+@dataclass(frozen=True)
+class SettingsChanged:
+    """Settings changed while the run went on (`Control.request_settings`: the studio's
+    Resume after edits while paused): they hold from step `step + 1`. `changes` are
+    (dotted key, old value, new value); `config` is the whole recipe now (`to_dict` data
+    with its `base_dir`), what the store keeps as the run's settings."""
+
+    step: int
+    changes: tuple[tuple[str, Any, Any], ...]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.config.get("training", {}).get("steps", 0))
+
+
+Event = (
+    Status
+    | Metrics
+    | Samples
+    | Checkpoint
+    | Log
+    | RewardFailure
+    | Finding
+    | Evaluating
+    | SettingsChanged
+)

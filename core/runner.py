@@ -30,6 +30,7 @@ from core.events import (
     RewardFailure,
     RunState,
     Samples,
+    SettingsChanged,
     Status,
 )
 from core.lm.sources import TINY_RANDOM, resolve_source
@@ -444,6 +445,8 @@ def _record(recorder: RunRecorder, event: Event) -> None:
         recorder.log("error", f"reward failed at step {event.step}: {event.message}")
     elif isinstance(event, Finding):
         recorder.finding(event)
+    elif isinstance(event, SettingsChanged):
+        recorder.settings_changed(event)
     elif isinstance(event, Status) and event.state in (RunState.RUNNING, RunState.PAUSED):
         recorder.status(event.state)
 

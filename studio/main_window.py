@@ -35,6 +35,7 @@ from studio.panels.resume_dialog import AS_STORED, ResumeChoice
 from studio.panels.reward_editor import RewardEditor, preview_rows
 from studio.panels.runs_view import RunsView
 from studio.panels.samples_view import SamplesView
+from studio.panels.setting_marks import marks_on
 from studio.panels.setup_panel import SetupPanel
 from studio.run_toolbar import ConnectionBanner, RunToolbar
 from studio.status_bar import RunStatusBar
@@ -217,6 +218,7 @@ class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
 
     def _update_controls(self) -> None:
         run = self.live_run if self.running else None
+        self.setup.hold_for_live_run(run)
         self.toolbar.show_state(
             running=run is not None,
             pausable=run is not None and run.can_pause,
@@ -284,6 +286,7 @@ class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
             if run.resume_id is None:
                 self.rewards.components(save=True)  # a fixed reward is re-read from its file
             self._leave_pause()
+            self._apply_live_settings()
             run.resume()
         else:
             run.pause()
@@ -298,6 +301,17 @@ class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
         self.toolbar.clear_message()
         self.rewards.clear_failure()
         self.status_bar.resumed()
+
+    def _apply_live_settings(self) -> None:
+        """The settings edited while the run was paused, of those a run can take between
+        steps (the others are fixed while it trains), go to it; its change is marked on
+        the curves once it has made it. A value that does not pass stays in the form."""
+        changes, problems = self.setup.live_hold.take_changes()
+        if problems:
+            self._say(f"Not changed: {'; '.join(problems)}")
+        if changes:
+            marks_on(self.dashboard).follow(self.live_run, self.live)
+            self.live_run.change_settings(changes)
 
     def stop(self) -> None:
         if self.running:
@@ -326,6 +340,7 @@ class MainWindow(LiveEvents, StoreSwitch, QMainWindow):
     def _show_stored(self, run_id: int, up_to: int | None = None) -> RunSeries:
         self.samples.show_stored(self.store, run_id, up_to)
         shown = self.dashboard.show_stored(self.store, [run_id], up_to)[0]
+        marks_on(self.dashboard).show_stored(self.store, run_id, shown, up_to)
         self.health.show_stored(self.store, run_id, up_to)
         return shown
 

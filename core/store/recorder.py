@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
-from core.events import Finding
+from core.events import Finding, SettingsChanged
 from core.store.engine import shown_url
 from core.store.records import (
     STORE_FULL,
@@ -216,6 +216,10 @@ class RunRecorder:
         """Stores (or updates) a finding of the run doctor, after every row queued before it."""
         self._queue({"kind": "finding", "finding": dataclasses.asdict(finding)})
 
+    def settings_changed(self, change: SettingsChanged) -> None:
+        """Stores settings changed while the run goes on, after every row queued before it."""
+        self._queue({"kind": "settings", "change": dataclasses.asdict(change)})
+
     def status(self, status: RunStatus | str, error: str | None = None) -> None:
         """Moves the run to `status`, after every row queued before it."""
         self._queue({"kind": "status", "status": RunStatus(status).value, "error": error})
@@ -315,6 +319,12 @@ class RunRecorder:
             self.store.add_checkpoint(self.run_id, op["step"], op["path"])
         elif op["kind"] == "finding":
             self.store.add_findings(self.run_id, [Finding(**op["finding"])])
+        elif op["kind"] == "settings":
+            change = op["change"]
+            changes = tuple(tuple(c) for c in change["changes"])  # lists after a spill file
+            self.store.record_settings_change(
+                self.run_id, SettingsChanged(change["step"], changes, change["config"])
+            )
         else:
             self.store.set_status(self.run_id, op["status"], error=op["error"])
 

@@ -163,3 +163,18 @@ class FindingRecord(Base):
     evidence_json: Mapped[str] = mapped_column(Text)
     explanation: Mapped[str] = mapped_column(Text)
     suggestion: Mapped[str] = mapped_column(Text)
+
+
+class SettingChangeRecord(Base):
+    """A setting changed while its run went on (`core.events.SettingsChanged`): one row per
+    setting, at the step after which it holds."""
+
+    __tablename__ = "setting_changes"
+    __table_args__ = (Index("ix_setting_changes_run_step", "run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(255))
+    old_json: Mapped[str] = mapped_column(Text)
+    new_json: Mapped[str] = mapped_column(Text)

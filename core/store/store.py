@@ -53,6 +53,7 @@ from core.store.records import (
     utc_now,
 )
 from core.store.schema import Checkpoint, FindingRecord, LogLine, Metric, Run, Sample
+from core.store.setting_changes import RunSettingChanges
 
 REWARD_KEY = "reward/mean"
 CLOCK_KEY = "time/update_s"  # every training step records it, with the training clock
@@ -62,7 +63,7 @@ _READ_ONLY_REASONS = {
 }
 
 
-class Store(RunLifecycle, RunFindings):
+class Store(RunLifecycle, RunFindings, RunSettingChanges):
     """Opens (and migrates) the database; writes runs and answers queries about them."""
 
     def __init__(self, url: str | None = None) -> None:

@@ -49,6 +49,7 @@ from core.training.checkpoint import (
 )
 from core.training.disk_space import saved_when_there_is_room
 from core.training.evaluation import evaluate, heldout_split
+from core.training.live_settings import apply_requested_settings
 from core.training.memory import hold_freed_memory
 from core.training.optimizer import make_optimizer
 from core.training.reward_pause import RunReward
@@ -286,13 +287,17 @@ class TrainingRun:
         return self.eval_decode is None and not self.fsdp
 
     def control_point(self) -> Iterator[Event]:
-        """Pause, a stop every rank agrees on, a checkpoint asked for: between steps only.
-        (With several processes every rank makes these collectives in this order.)"""
+        """Pause, settings changed meanwhile, a stop every rank agrees on, a checkpoint asked
+        for: between steps only. (With several processes every rank makes these collectives
+        in this order.)"""
         control = self.control
-        if control.paused:
+        paused = control.paused
+        if paused:
             yield Status(RunState.PAUSED, "Paused", self.step, self.total)
             control.wait_while_paused()
-            if not control.stopped:
+        if not control.stopped:  # before "Resumed", which says the new total
+            yield from apply_requested_settings(self)
+            if paused:
                 yield Status(RunState.RUNNING, "Resumed", self.step, self.total)
         if self.world > 1 and distributed.any_rank(control.stopped):
             control.stop()  # a stop seen by one rank stops them all, at the same step

@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication
 
 from core import Store
-from core.events import RunState
+from core.events import RunState, SettingsChanged
 
 TERMINAL = (RunState.COMPLETED, RunState.STOPPED, RunState.FAILED)  # how a run can end
 
@@ -105,6 +105,10 @@ class LiveRun(QObject):
     def request_checkpoint(self) -> None:
         """Save a checkpoint before the next step (where `can_pause`)."""
 
+    def change_settings(self, changes: dict) -> None:
+        """Settings for the run to take before its next step (where `can_pause`): dotted
+        keys of `core.config.RESUMABLE_SETTINGS`; the run says what it did with them."""
+
     def stop_and_wait(self, timeout_s: float) -> bool:
         """Stop, and wait until the run has ended and said so, keeping the window painted
         meanwhile; False when `timeout_s` went by first."""
@@ -134,6 +138,8 @@ class LiveRun(QObject):
                     chunk = []
                 self._created(item.run_id)
             else:
+                if isinstance(item, SettingsChanged):  # the steps it trains to now
+                    self.total_steps = item.total_steps
                 chunk.append(item)
         if chunk:
             self.sig_events.emit(chunk)

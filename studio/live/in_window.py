@@ -88,6 +88,9 @@ class InWindowRun(LiveRun):
     def request_checkpoint(self) -> None:
         self.control.request_checkpoint()
 
+    def change_settings(self, changes: dict) -> None:
+        self.control.request_settings(changes)
+
     def _wait_a_little(self) -> None:
         self._task.drain()
         if not self.ended:

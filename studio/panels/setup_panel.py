@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from core.data import PromptSet
 from core.lm import TINY_RANDOM, looks_like_path
 from core.paths import assets_dir, data_dir
 from studio.panels.config_form import ConfigForm
+from studio.panels.live_form import LiveHold
 from studio.panels.prompt_picker import PromptPicker
 
 DEFAULT_MODEL = ModelConfig().name
@@ -316,6 +318,18 @@ class SetupPanel(QWidget):
         self.model_note.setText(problem)
         self.model_note.setVisible(bool(problem))
         return problem
+
+    # --- while a run trains ------------------------------------------------------------
+
+    @functools.cached_property
+    def live_hold(self) -> LiveHold:
+        """Only the settings a live run can take stay editable (see `live_form`)."""
+        rows = (self.recipe, self.model, self.processes)  # each with its buttons
+        return LiveHold(self.form, [*(w.parentWidget() for w in rows), self.picker, self.algorithm])
+
+    def hold_for_live_run(self, run) -> None:
+        """`run`: the `studio.live.LiveRun` training now, or None."""
+        self.live_hold.hold(run is not None, run is not None and run.can_pause)
 
     def _open_recipe(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

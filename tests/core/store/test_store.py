@@ -283,7 +283,7 @@ def test_migration_builds_exactly_the_schema(store: Store) -> None:
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == "0005"
 
 
 def test_reopening_interrupts_runs_whose_process_died(db_url: str) -> None:
