@@ -23,7 +23,9 @@ def window(qtbot, db_url):
     from studio.main_window import MainWindow
 
     w = MainWindow(db_url=db_url, recipe=str(TINY_RECIPE))
-    qtbot.addWidget(w)
+    # a test that failed mid-run: stop the run before pytest-qt closes the window, or
+    # closing it would ask "A run is training" with no one there to answer
+    qtbot.addWidget(w, before_close_func=lambda win: win.stop_and_wait(120))
     w.show()
     yield w
     # No test may leave a training thread or a reward worker process behind.
