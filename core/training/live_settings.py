@@ -13,6 +13,7 @@ import torch
 from core.config import ConfigError, RunConfig, resumed_with, to_dict
 from core.doctor.findings import RunFacts
 from core.events import Event, Log, SettingsChanged
+from core.training.optimizer import make_schedule, rebase_schedule
 
 if TYPE_CHECKING:
     from core.training.run import TrainingRun
@@ -71,26 +72,12 @@ def reschedule(optimizer, scheduler, cfg: RunConfig, old_lr: float) -> None:
     """The schedule of `cfg` (its learning rate, its steps) from the step the scheduler is
     at; each parameter group keeps its own multiple of the rate."""
     ratio = cfg.training.learning_rate / old_lr
-    base = [b * ratio for b in scheduler.base_lrs]
-    scheduler.lr_lambdas = _lambdas(cfg, len(optimizer.param_groups))
-    scheduler.base_lrs = base
-    lrs = [b * f(scheduler.last_epoch) for b, f in zip(base, scheduler.lr_lambdas)]
-    for group, initial, lr in zip(optimizer.param_groups, base, lrs):
-        group["initial_lr"], group["lr"] = initial, lr
-    scheduler._last_lr = lrs
-
-
-def _lambdas(cfg: RunConfig, groups: int) -> list:
-    """The schedule's factors per step, as `make_optimizer` builds them for `cfg` (built on
-    a stand-in optimiser so the run's own is not touched)."""
-    from transformers import get_scheduler
-
-    t = cfg.training
-    stand_in = torch.optim.SGD([{"params": [torch.zeros(1)]} for _ in range(groups)], lr=1.0)
-    built = get_scheduler(
-        t.lr_schedule, stand_in, num_warmup_steps=t.warmup_steps, num_training_steps=t.steps
+    # the new schedule's factors, built on a stand-in so the run's optimiser is not touched
+    stand_in = torch.optim.SGD(
+        [{"params": [torch.zeros(1)]} for _ in optimizer.param_groups], lr=1.0
     )
-    return list(built.lr_lambdas)
+    scheduler.lr_lambdas = list(make_schedule(cfg, stand_in).lr_lambdas)
+    rebase_schedule(optimizer, scheduler, [b * ratio for b in scheduler.base_lrs])
 
 
 def _shown(value: Any) -> str:

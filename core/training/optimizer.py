@@ -12,8 +12,6 @@ from core.parallel import sharding
 
 def make_optimizer(cfg: RunConfig, groups: list[dict[str, Any]]):
     """AdamW over `groups` (`Algorithm.param_groups`) and the configured schedule."""
-    from transformers import get_scheduler
-
     t = cfg.training
     # fused: one in-place kernel per tensor, no temporaries (on CPU 75 ms a step against
     # 330-450 ms with foreach for the 135M default; torch's CPU default loops per tensor).
@@ -27,7 +25,24 @@ def make_optimizer(cfg: RunConfig, groups: list[dict[str, Any]]):
         weight_decay=t.weight_decay,
         **({"fused": True} if fused else {"foreach": not sharded}),
     )
-    scheduler = get_scheduler(
+    return optimizer, make_schedule(cfg, optimizer)
+
+
+def make_schedule(cfg: RunConfig, optimizer):
+    """The configured learning-rate schedule over `optimizer`."""
+    from transformers import get_scheduler
+
+    t = cfg.training
+    return get_scheduler(
         t.lr_schedule, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=t.steps
     )
-    return optimizer, scheduler
+
+
+def rebase_schedule(optimizer, scheduler, base_lrs: list[float]) -> None:
+    """The schedule goes on from the step it is at with these base rates (a changed
+    learning rate): each group's rate is now its base times the schedule's factor there."""
+    scheduler.base_lrs = list(base_lrs)
+    lrs = [b * f(scheduler.last_epoch) for b, f in zip(base_lrs, scheduler.lr_lambdas)]
+    for group, base, lr in zip(optimizer.param_groups, base_lrs, lrs):
+        group["initial_lr"], group["lr"] = base, lr
+    scheduler._last_lr = lrs

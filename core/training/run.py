@@ -51,7 +51,7 @@ from core.training.disk_space import saved_when_there_is_room
 from core.training.evaluation import evaluate, heldout_split
 from core.training.live_settings import apply_requested_settings
 from core.training.memory import hold_freed_memory
-from core.training.optimizer import make_optimizer
+from core.training.optimizer import make_optimizer, rebase_schedule
 from core.training.reward_pause import RunReward
 from core.training.steps import offline_step, online_step
 
@@ -238,12 +238,7 @@ class TrainingRun:
         (the schedule goes on from its step at the new rate) and the KL coefficient."""
         changed = self.resume.changed
         if "training.learning_rate" in changed and hasattr(self.scheduler, "lr_lambdas"):
-            self.scheduler.base_lrs = fresh_lrs
-            step = self.scheduler.last_epoch
-            lrs = [b * f(step) for b, f in zip(fresh_lrs, self.scheduler.lr_lambdas)]
-            for group, base, lr in zip(self.optimizer.param_groups, fresh_lrs, lrs):
-                group["initial_lr"], group["lr"] = base, lr
-            self.scheduler._last_lr = lrs
+            rebase_schedule(self.optimizer, self.scheduler, fresh_lrs)
         if "algorithm.kl_coef" in changed:
             self.algo.kl_ctl.value = float(self.cfg.algorithm.kl_coef)
 
