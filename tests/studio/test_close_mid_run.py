@@ -3,27 +3,12 @@ checkpoint keeps; No keeps it training, Yes stops it with that checkpoint."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from core.store import Store
-from tests.studio.helpers import set_field
+from tests.studio.helpers import answer_the_question, set_field
 
 WAIT_MS = 120_000
-
-
-def _answer(qtbot, button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Clicks `button` of the question box the next close opens, noting its text."""
-
-    def answer():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, answer)
-            return
-        seen.append(box.text())
-        qtbot.mouseClick(box.button(button), Qt.LeftButton)
-
-    QTimer.singleShot(20, answer)
 
 
 def test_closing_mid_run_names_the_run_and_its_checkpoint_step(window, qtbot, db_url):
@@ -36,7 +21,7 @@ def test_closing_mid_run_names_the_run_and_its_checkpoint_step(window, qtbot, db
     name = window.store.run(run_id).name
 
     asked: list[str] = []
-    _answer(qtbot, QMessageBox.No, asked)
+    answer_the_question(qtbot, QMessageBox.No, asked)
     window.close()
     try:
         assert asked[0].startswith(f"Run {run_id} {name!r} is training (step ")
@@ -47,7 +32,7 @@ def test_closing_mid_run_names_the_run_and_its_checkpoint_step(window, qtbot, db
     assert window.running and window.isVisible()  # No: it goes on
 
     reached = window.store.run(run_id).last_step
-    _answer(qtbot, QMessageBox.Yes, asked)
+    answer_the_question(qtbot, QMessageBox.Yes, asked)
     window.close()
     assert len(asked) == 2 and not window.running
     with Store(db_url) as store:

@@ -10,19 +10,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QContextMenuEvent
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QLineEdit, QMenu, QMessageBox
 
-
-def _answer_the_question(qtbot, button: QMessageBox.StandardButton, seen: list[str]) -> None:
-    """Clicks `button` of the question box the next click opens, noting its text."""
-
-    def answer():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, answer)
-            return
-        seen.append(box.text())
-        qtbot.mouseClick(box.button(button), Qt.LeftButton)
-
-    QTimer.singleShot(20, answer)
+from tests.studio.helpers import answer_the_question
 
 
 def _make_runs(store, n: int, steps: int = 0, checkpoints: int = 0) -> list[int]:
@@ -78,11 +66,11 @@ def test_runs_browser_renames_and_deletes(qtbot, store, view):
     assert store.run(ids[0]).name == "renamed"
     view.select_ids([ids[1]])
     asked: list[str] = []
-    _answer_the_question(qtbot, QMessageBox.No, asked)
+    answer_the_question(qtbot, QMessageBox.No, asked)
     qtbot.mouseClick(view.buttons["Delete"], Qt.LeftButton)  # asks first; No keeps the run
     assert len(asked) == 1 and "'run 1'" in asked[0] and "checkpoints" in asked[0]
     assert len(store.runs()) == 2
-    _answer_the_question(qtbot, QMessageBox.Yes, asked)
+    answer_the_question(qtbot, QMessageBox.Yes, asked)
     qtbot.mouseClick(view.buttons["Delete"], Qt.LeftButton)
     assert len(asked) == 2
     assert [r.id for r in store.runs()] == [ids[0]]
@@ -95,7 +83,7 @@ def test_delete_names_each_run_with_its_steps_and_checkpoints(qtbot, store, view
     _click_row(qtbot, view, ids[0])
     _click_row(qtbot, view, ids[1], Qt.ControlModifier)
     asked: list[str] = []
-    _answer_the_question(qtbot, QMessageBox.No, asked)
+    answer_the_question(qtbot, QMessageBox.No, asked)
     qtbot.mouseClick(view.buttons["Delete"], Qt.LeftButton)
     assert asked[0].startswith("Delete 2 runs: ")
     assert f"run {ids[0]} 'run 0' (4 steps, 2 checkpoints)" in asked[0]
@@ -130,11 +118,11 @@ def test_the_right_click_menu_asks_before_deleting(qtbot, store, view):
     view.show()
     view.refresh()
     asked: list[str] = []
-    _answer_the_question(qtbot, QMessageBox.No, asked)
+    answer_the_question(qtbot, QMessageBox.No, asked)
     _right_click_and_choose(qtbot, view, ids[1], "Delete...")
     assert len(asked) == 1 and "'run 1' (3 steps, 1 checkpoint)" in asked[0]
     assert len(store.runs()) == 2 and view.table.rowCount() == 2
-    _answer_the_question(qtbot, QMessageBox.Yes, asked)
+    answer_the_question(qtbot, QMessageBox.Yes, asked)
     _right_click_and_choose(qtbot, view, ids[1], "Delete...")
     assert len(asked) == 2
     assert [r.id for r in store.runs()] == [ids[0]] and view.table.rowCount() == 1
@@ -155,12 +143,12 @@ def test_the_delete_key_asks_before_deleting(qtbot, store, view):
     view.refresh()
     _keyboard_on_the_list(qtbot, view, ids[0])
     asked: list[str] = []
-    _answer_the_question(qtbot, QMessageBox.No, asked)
+    answer_the_question(qtbot, QMessageBox.No, asked)
     qtbot.keyClick(view.table, Qt.Key_Delete)
     assert len(asked) == 1 and "'run 0'" in asked[0]
     assert len(store.runs()) == 2 and view.table.rowCount() == 2
     _keyboard_on_the_list(qtbot, view, ids[0])
-    _answer_the_question(qtbot, QMessageBox.Yes, asked)
+    answer_the_question(qtbot, QMessageBox.Yes, asked)
     qtbot.keyClick(view.table, Qt.Key_Delete)
     assert len(asked) == 2
     assert [r.id for r in store.runs()] == [ids[1]] and view.table.rowCount() == 1
