@@ -18,16 +18,25 @@ def live_steps(window) -> int:
     return 0 if series is None else series.n
 
 
-def answer_the_question(qtbot, button, seen: list[str]) -> None:
-    """Clicks `button` of the question box the next action opens, noting its text in `seen`
-    (a modal box blocks the test's own line, so a timer answers it)."""
+def when_modal(kind, act) -> None:
+    """Runs `act(widget)` once a modal `kind` is up (the click that opens it blocks the
+    test's own next line, so a timer waits for it)."""
 
-    def answer():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
-            QTimer.singleShot(20, answer)
-            return
+    def poll():
+        widget = QApplication.activeModalWidget()
+        if isinstance(widget, kind):
+            act(widget)
+        else:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+
+
+def answer_the_question(qtbot, button, seen: list[str]) -> None:
+    """Clicks `button` of the question box the next action opens, noting its text in `seen`."""
+
+    def answer(box: QMessageBox) -> None:
         seen.append(box.text())
         qtbot.mouseClick(box.button(button), Qt.LeftButton)
 
-    QTimer.singleShot(20, answer)
+    when_modal(QMessageBox, answer)

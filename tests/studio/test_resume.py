@@ -9,11 +9,12 @@ import shutil
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QMessageBox
+from PySide6.QtWidgets import QDialog, QLineEdit, QMessageBox
 
 from core.cli import main as cli_main
 from core.store import Store
 from tests.core.helpers import TINY_RECIPE
+from tests.studio.helpers import when_modal
 
 WAIT_MS = 120_000
 
@@ -23,18 +24,9 @@ def _trained_run(db_url: str, steps: int = 2) -> None:
     assert cli_main([*args, "--set", "training.checkpoint_every=1"]) == 0
 
 
-def _answer(qtbot, kind, act, seen: list) -> None:
+def _answer(kind, act, seen: list) -> None:
     """When a modal `kind` opens, `act(box)` answers it; `seen` keeps what it showed."""
-
-    def look():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, kind):
-            QTimer.singleShot(20, look)
-            return
-        seen.append(box)
-        act(box)
-
-    QTimer.singleShot(20, look)
+    when_modal(kind, lambda box: (seen.append(box), act(box)))
 
 
 def _click_resume(window, qtbot, run_id: int, fill: dict[str, str], seen: list) -> None:
@@ -48,7 +40,7 @@ def _click_resume(window, qtbot, run_id: int, fill: dict[str, str], seen: list) 
     window.runs.refresh()
     qtbot.waitUntil(lambda: window.runs.table.rowCount() >= 1, timeout=WAIT_MS)
     window.runs.select_ids([run_id])
-    _answer(qtbot, QDialog, fill_and_accept, seen)
+    _answer(QDialog, fill_and_accept, seen)
     qtbot.mouseClick(window.runs.buttons["Resume"], Qt.LeftButton)
 
 
@@ -111,7 +103,7 @@ def test_a_run_whose_checkpoints_are_gone_starts_over_as_a_linked_run_and_delete
         asked.append(box.text())
         box.button(QMessageBox.Yes).click()
 
-    _answer(qtbot, QMessageBox, yes, [])
+    _answer(QMessageBox, yes, [])
     qtbot.mouseClick(window.runs.buttons["Delete"], Qt.LeftButton)
     assert "checkpoints" in asked[0]
     with Store(db_url) as store:

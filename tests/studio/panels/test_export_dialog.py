@@ -4,21 +4,10 @@ LoRA adapter, into a folder typed in (made new) or one that holds files (asked f
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
-
-def when_modal(kind, act) -> None:
-    """Runs act(widget) once a modal `kind` is up (the click that opens it blocks)."""
-
-    def poll():
-        widget = QApplication.activeModalWidget()
-        if isinstance(widget, kind):
-            act(widget)
-        else:
-            QTimer.singleShot(20, poll)
-
-    QTimer.singleShot(20, poll)
+from tests.studio.helpers import when_modal
 
 
 @pytest.fixture(scope="module")
