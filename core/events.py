@@ -140,6 +140,20 @@ class SettingsChanged:
     def total_steps(self) -> int:
         return int(self.config.get("training", {}).get("steps", 0))
 
+    @property
+    def described(self) -> str:
+        """'training.steps 40 -> 25, training.learning_rate 0.0003 -> 0.001'."""
+        return describe_changes(self.changes)
+
+
+def describe_changes(changes) -> str:
+    """(key, old, new) triples as a resume or a mid-run change logs them."""
+    return ", ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in changes)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
 
 Event = (
     Status

@@ -32,6 +32,7 @@ from core.events import (
     Samples,
     SettingsChanged,
     Status,
+    describe_changes,
 )
 from core.lm.sources import TINY_RANDOM, resolve_source
 from core.parallel import distributed
@@ -174,8 +175,7 @@ def _claim_for_resume(
     store.delete_after(run_id, from_step)  # those steps are recomputed from the checkpoint
     if changes:
         store.set_config(run_id, dict(to_dict(cfg), base_dir=cfg.base_dir), cfg.training.steps)
-        said = ", ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in changes)
-        store.log(run_id, "info", f"resumed with {said}")
+        store.log(run_id, "info", f"resumed with {describe_changes(changes)}")
     recorded = {c.step: Path(c.path) for c in store.checkpoints(run_id)}
     checkpoint = None if ckpt is None else Path(ckpt.path)
     changed = frozenset(key for key, _o, _n in changes)
@@ -239,10 +239,6 @@ def _check_resumable(store: Store, run_id: int, point: ResumePoint) -> None:
         f"run {run_id} has no checkpoint on disk to resume from (looked in "
         f"{checkpoint_root(store, run_id)}); {kept}"
     )
-
-
-def _shown(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def restart_run(

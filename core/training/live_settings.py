@@ -37,9 +37,9 @@ def apply_requested_settings(run: TrainingRun) -> Iterator[Event]:
     if not changes:
         return
     _apply(run, cfg, {key for key, _old, _new in changes})
-    yield SettingsChanged(run.step, tuple(changes), dict(to_dict(cfg), base_dir=cfg.base_dir))
-    said = ", ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in changes)
-    yield Log("info", f"{where}: {said}")
+    change = SettingsChanged(run.step, tuple(changes), dict(to_dict(cfg), base_dir=cfg.base_dir))
+    yield change
+    yield Log("info", f"{where}: {change.described}")
 
 
 def checked(
@@ -78,7 +78,3 @@ def reschedule(optimizer, scheduler, cfg: RunConfig, old_lr: float) -> None:
     )
     scheduler.lr_lambdas = list(make_schedule(cfg, stand_in).lr_lambdas)
     rebase_schedule(optimizer, scheduler, [b * ratio for b in scheduler.base_lrs])
-
-
-def _shown(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)

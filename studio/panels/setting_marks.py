@@ -77,8 +77,7 @@ class SettingMarks(QObject):
 
 
 def describe(change: SettingsChanged) -> str:
-    said = ", ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in change.changes)
-    return f"step {change.step}: {said}"
+    return f"step {change.step}: {change.described}"
 
 
 def draw(plots: dict[str, pg.PlotItem], changes: Iterable[SettingsChanged]) -> list[Mark]:
@@ -101,7 +100,3 @@ def draw(plots: dict[str, pg.PlotItem], changes: Iterable[SettingsChanged]) -> l
             plot.addItem(line, ignoreBounds=True)
             marks.append((plot, line))
     return marks
-
-
-def _shown(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
