@@ -13,6 +13,7 @@ from core.lm.sources import (
     load_lm,
     load_tokenizer,
     looks_like_path,
+    missing_model_path,
     resolve_source,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "load_tokenizer",
     "logprobs_from_logits",
     "looks_like_path",
+    "missing_model_path",
     "resolve_device",
     "resolve_dtype",
     "resolve_source",

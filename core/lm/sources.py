@@ -154,6 +154,14 @@ def looks_like_path(name: str) -> bool:
     )
 
 
+def missing_model_path(name: str) -> str:
+    """Why `name` surely names no model, or "", without loading anything: a path (a .gguf,
+    a folder) that does not exist. A hub id is left to `from_pretrained`."""
+    if name in (DEFAULT_MODEL, TINY_RANDOM) or not looks_like_path(name):
+        return ""
+    return "" if Path(name).expanduser().exists() else f"model path not found: {name}"
+
+
 def resolve_source(name: str, progress: Progress | None = None) -> str:
     """A model name as the user typed it -> something `from_pretrained` takes."""
     if name == DEFAULT_MODEL:
@@ -169,8 +177,9 @@ def resolve_source(name: str, progress: Progress | None = None) -> str:
             f"{name} is not a model: expected a Hugging Face folder with "
             "config.json, or a .gguf file"
         )
-    if looks_like_path(name):
-        raise ModelError(f"model path not found: {name}")
+    missing = missing_model_path(name)
+    if missing:
+        raise ModelError(missing)
     return name  # a hub id; from_pretrained says whether it is reachable
 
 

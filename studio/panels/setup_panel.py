@@ -32,7 +32,7 @@ from core.config import (
     read_recipe_file,
 )
 from core.data import PromptSet
-from core.lm import TINY_RANDOM, looks_like_path
+from core.lm import TINY_RANDOM, missing_model_path
 from core.paths import assets_dir, data_dir
 from studio.panels.config_form import ConfigForm
 from studio.panels.live_form import LiveHold
@@ -95,13 +95,8 @@ def recipe_description(path: Path) -> str:
 
 
 def model_problem(name: str) -> str:
-    """Why `name` surely names no model, or "": a path (a .gguf, a folder) that does not
-    exist. A hub id, or a path that exists, is left to the run to load (core.lm.sources)."""
-    if not name:
-        return "model.name: choose a model"
-    if name in (DEFAULT_MODEL, TINY_RANDOM) or not looks_like_path(name):
-        return ""
-    return "" if Path(name).expanduser().exists() else f"model path not found: {name}"
+    """Why `name` surely names no model, or "" (core's check: a path that does not exist)."""
+    return missing_model_path(name) if name else "model.name: choose a model"
 
 
 def all_recipes() -> dict[str, Path]:
