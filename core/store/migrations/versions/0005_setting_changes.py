@@ -3,7 +3,7 @@ row per setting, at the step after which it holds, so the change shows on the cu
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-09
+Create Date: 2026-12-02
 """
 
 from __future__ import annotations
