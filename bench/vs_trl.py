@@ -13,6 +13,7 @@ _bf16 suffix with --dtype bfloat16) and prints a table.
     python bench/vs_trl.py --ppo [--steps 6]                   # our PPO's step, split
     python bench/vs_trl.py --reward --steps 30 --seeds 2 --lr 5e-5  # final models' reward
     python bench/vs_trl.py --reward --steps 30 --seed 2 --seeds 4 --lr 5e-5 --add  # more seeds
+    python bench/vs_trl.py --load 1 [--avx2]   # one busy process beside every run; AVX2 kernels
     make bench-trl                                             # installs trl==1.16.0 first
 
 Where the algorithms still differ after matching is said at trl_args().
@@ -32,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from children import run_child
+from cpu_load import AVX2_ENV, hogs, machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -442,6 +444,7 @@ def child(side: str, s: dict) -> dict:
         "side": side,
         "settings": s,
         "threads": torch.get_num_threads(),
+        "machine": machine_facts(s.get("load", 0)),  # as this child saw it (--avx2)
         "peak_mb": peak_mb(s["device"]),
         "steps": steps,
         **({"final": final} if final else {}),
@@ -454,15 +457,17 @@ def launch(side: str, s: dict) -> dict | None:
     size = f"{s['prompts'] * s['generations']} x {s['tokens']}"
     label = "ours ppo (sentiment_ppo)" if side == "ppo" else f"{side} {s['algorithm']} {size}"
     print(f"running {label}...", file=sys.stderr, flush=True)
-    return run_child(
-        __file__,
-        [side, "--settings", json.dumps(s)],
-        label,
-        # TRL's output_dir goes to the child's data folder too; the model is a local
-        # folder: no hub calls mid-run
-        env={"HF_HUB_OFFLINE": "1"},
-        tail=3000,
-    )
+    # --load: the same busy processes beside each side's run; --avx2: AVX2 kernels only
+    with hogs(s.get("load", 0), seed=s["seed"]):
+        return run_child(
+            __file__,
+            [side, "--settings", json.dumps(s)],
+            label,
+            # TRL's output_dir goes to the child's data folder too; the model is a local
+            # folder: no hub calls mid-run
+            env={"HF_HUB_OFFLINE": "1", **(AVX2_ENV if s.get("avx2") else {})},
+            tail=3000,
+        )
 
 
 # ---- summaries and tables -------------------------------------------------------------------
@@ -770,6 +775,14 @@ def main() -> int:
         help="--reward: keep the results file's other seeds (same settings), e.g. --seed 2 --add",
     )
     parser.add_argument("--lr", type=float, help="learning rate (default: the recipe's, 1e-5)")
+    parser.add_argument(
+        "--load", type=int, default=0, help="busy background processes beside every run"
+    )
+    parser.add_argument(
+        "--avx2",
+        action="store_true",
+        help="torch and oneDNN use their AVX2 kernels only (an AVX2-only CPU's code paths)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -793,12 +806,14 @@ def main() -> int:
         "threads": args.threads,
         "sampler": args.sampler,
         "dtype": args.dtype,
+        "load": args.load,
+        "avx2": args.avx2,
     }
 
     def write(name: str, result: dict) -> None:
         report = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
+            "machine": {**machine(), **machine_facts(args.load)},
             "versions": versions(),
             "settings": {**base, "rounds": args.rounds, "recipe": RECIPE.name},
             **result,
@@ -807,6 +822,7 @@ def main() -> int:
         (RESULTS / name).write_text(json.dumps(report, indent=2))
 
     suffix = "" if args.dtype == "float32" else "_bf16"
+    suffix += ("_avx2" if args.avx2 else "") + (f"_load{args.load}" if args.load else "")
     algorithms = [a for a in args.algorithms.split(",") if a]
     if not algorithms or set(algorithms) - {"grpo", "rloo"}:
         parser.error("--algorithms takes grpo, rloo or both")
@@ -817,7 +833,8 @@ def main() -> int:
         prior = None
         if args.add and (RESULTS / name).is_file():
             prior = json.loads((RESULTS / name).read_text())
-            same = {k: v for k, v in prior["settings"].items() if k not in ("seed", "rounds")}
+            same = {"load": 0, "avx2": False}  # files from before --load and --avx2
+            same |= {k: v for k, v in prior["settings"].items() if k not in ("seed", "rounds")}
             if same != {k: v for k, v in base.items() if k != "seed"} | {"recipe": RECIPE.name}:
                 parser.error(f"--add: {name} was made with other settings: {prior['settings']}")
         result = reward_mode(
