@@ -197,6 +197,13 @@ class AlgorithmConfig:
         min=0.0,
         max=100.0,
     )
+    bootstrap_truncated: bool = setting(
+        True,
+        "PPO / A2C: a completion cut off by max_new_tokens did not end, so its return goes on "
+        "with the value head's estimate after its last token (Pardo et al. 2018) rather than "
+        "stopping there; off = every completion ends at its last token. missing_eos_penalty "
+        "still lowers a cut completion's score",
+    )
     ratio_threshold: float = setting(
         10.0,
         "PPO: skip a minibatch whose mean importance ratio passes this (a loss spike)",
@@ -554,8 +561,9 @@ def to_dict(cfg: Any) -> dict:
     return out
 
 
-# Settings that change the objective of some algorithms only: (field, value that means
-# "off", the algorithms it applies to). Set for another, it would silently do nothing.
+# Settings that change the objective of some algorithms only: (field, the value the others
+# run with, "off" but for bootstrap_truncated, the algorithms it applies to). Set otherwise
+# for another, it would silently do nothing.
 _ALGORITHM_ONLY = (
     ("epsilon_high", 0.0, ("ppo", "grpo")),
     ("importance_sampling_level", "token", ("grpo",)),
@@ -563,6 +571,7 @@ _ALGORITHM_ONLY = (
     ("mask_truncated_completions", False, ("grpo", "rloo", "reinforce")),
     ("entropy_coef", 0.0, ("ppo", "a2c", "reinforce", "rloo", "grpo")),
     ("target_kl", 0.0, ("ppo",)),
+    ("bootstrap_truncated", True, ("ppo", "a2c")),
     ("ratio_threshold", 10.0, ("ppo",)),
     ("top_entropy_quantile", 1.0, ("grpo",)),
 )
