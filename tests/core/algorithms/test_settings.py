@@ -54,8 +54,8 @@ def test_old_names_load_with_a_warning_and_their_old_meaning(tmp_path, old, new)
         ('name = "rloo"\ngroup_size = 2\nscale_rewards = "batch"', "applies to grpo only"),
         ('name = "ilql"\nentropy_coef = 0.01', "entropy_coef = 0.01 does not apply to ilql"),
         (
-            'name = "grpo"\ngroup_size = 2\nbootstrap_truncated = false',
-            "bootstrap_truncated = False does not apply to grpo",
+            'name = "grpo"\ngroup_size = 2\nbootstrap_truncated = true',
+            "bootstrap_truncated = True does not apply to grpo",
         ),
     ],
 )
