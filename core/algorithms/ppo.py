@@ -54,30 +54,50 @@ def per_token_rewards(
 
 @torch.no_grad()
 def gae_advantages(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    lam: float,
+    bootstrap: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (advantages [B, R], returns [B, R]), float32, 0 at padding, without gradient.
 
     Generalised advantage estimation run backwards over the response:
     delta_t = r_t + gamma * V_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, where
-    V and A after the last real token are 0 (the episode ends there). returns = advantages +
-    values. Padding rewards/values (even NaN) are ignored.
+    A after the last real token is 0 and V there is ``bootstrap[b]`` (the value of the state
+    after the last token, for a completion cut before it ended: Pardo et al. 2018), by
+    default 0 (the episode ends there). returns = advantages + values. Padding
+    rewards/values (even NaN) are ignored.
     """
     m = bool_mask(mask)
     zero = torch.zeros((), dtype=torch.float32, device=m.device)
     r = masked_fill_zero(rewards, m)
     v = masked_fill_zero(values, m)
     batch, length = r.shape
+    after = torch.zeros(batch, dtype=torch.float32, device=r.device)
+    if bootstrap is not None:
+        after = bootstrap.float().reshape(batch).to(r.device)
     advantages = torch.zeros_like(r)
-    next_value = torch.zeros(batch, dtype=torch.float32, device=r.device)
+    next_value = after
     next_adv = torch.zeros_like(next_value)
     for t in range(length - 1, -1, -1):
         delta = r[:, t] + gamma * next_value - v[:, t]
         # At a padding position the running advantage resets to 0, so nothing leaks backwards.
         next_adv = torch.where(m[:, t], delta + gamma * lam * next_adv, zero)
         advantages[:, t] = next_adv
-        next_value = v[:, t]
+        # Past the last real token, what follows it is the bootstrap value.
+        next_value = torch.where(m[:, t], v[:, t], after)
     return advantages, advantages + v
+
+
+def truncation_bootstrap(rollout) -> torch.Tensor | None:
+    """[B]: V after the last token for completions cut by max_new_tokens, 0 for those that
+    ended (their episode is over); None without the rollout-time values."""
+    if rollout.final_values is None:
+        return None
+    # The rollout's no-grad values (the sampling-time value head), fixed over the epochs.
+    return torch.where(rollout.ended, 0.0, rollout.final_values.float())
 
 
 def ppo_policy_loss(
@@ -156,7 +176,10 @@ class PPO(Algorithm):
         rewards, _ = per_token_rewards(
             scores, rollout.logprobs, rollout.ref_logprobs, mask, self.kl_ctl.value, estimator
         )
-        advantages, returns = gae_advantages(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
+        bootstrap = truncation_bootstrap(rollout) if cfg.bootstrap_truncated else None
+        advantages, returns = gae_advantages(
+            rewards, rollout.values, mask, cfg.gamma, cfg.lam, bootstrap
+        )
         if cfg.whiten_advantages:  # over the whole batch, every rank's share of it
             whiten = distributed.masked_whiten if distributed.active() else masked_whiten
             advantages = whiten(advantages, mask)
@@ -193,6 +216,8 @@ class PPO(Algorithm):
             "objective/score_shaped": float(scores.mean()),
             "policy/grad_norm": mean(stats["norm"]),
         }
+        if bootstrap is not None and not bool(rollout.ended.all()):
+            metrics["value/bootstrap_mean"] = float(bootstrap[~rollout.ended].mean())
         return UpdateResult(metrics, advantages.detach(), kl)
 
     def _minibatch(self, rollout, rows, advantages, returns, tokens, stats) -> bool:

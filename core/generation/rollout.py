@@ -41,6 +41,9 @@ class Rollout:
     entropy: torch.Tensor | None  # [B, R]
     ended: torch.Tensor  # [B] bool: EOS or a stop string, not cut by max_new_tokens
     completions: list[str]
+    # [B] the value head's V of the state after each row's last real token (None without a
+    # value head): what a cut completion's return bootstraps from (PPO's GAE)
+    final_values: torch.Tensor | None = None
 
     @property
     def response(self) -> torch.Tensor:
@@ -153,7 +156,7 @@ def generate_rollout(
         if gen.stop:
             mask, ended = _cut_at_stop_strings(response, mask, ended, tokenizer, gen.stop)
         attention = torch.cat([enc["attention_mask"], mask.long()], dim=1)
-        logprobs, ref_logprobs, values, entropy = _score(
+        logprobs, ref_logprobs, values, entropy, final_values = _score(
             models,
             out,
             attention,
@@ -178,6 +181,7 @@ def generate_rollout(
         entropy,
         ended,
         completions,
+        final_values,
     )
 
 
@@ -230,25 +234,33 @@ def _reference_logits(models: LoadedModels, ids, attention, prompt_len):
         return response_logits_shared(lm, ids, attention, prompt_len)[0]
 
 
-def _policy_outputs(models: LoadedModels, ids, attention, prompt_len) -> ResponseOutput:
+def _policy_outputs(models: LoadedModels, ids, attention, prompt_len):
+    """(logits and values [B, R], the values after each row's last real token [B] or None)."""
     v_head = models.policy.v_head
     logits, hidden = response_logits_shared(
-        models.policy.lm, ids, attention, prompt_len, want_hidden=v_head is not None
+        models.policy.lm, ids, attention, prompt_len, final_hidden=v_head is not None
     )
-    values = v_head(hidden.to(v_head.weight.dtype)).squeeze(-1) if v_head is not None else None
-    return ResponseOutput(logits=logits, values=values)
+    if v_head is None:
+        return ResponseOutput(logits=logits, values=None), None
+    values = v_head(hidden.to(v_head.weight.dtype)).squeeze(-1)  # [B, R + 1]
+    # values[:, t] reads the tokens before response token t (the state it is sampled in), so
+    # V after the last real token is the next column: that token's own position.
+    lengths = attention[:, prompt_len:].sum(1, keepdim=True)
+    return ResponseOutput(logits=logits, values=values[:, :-1]), values.gather(1, lengths)[:, 0]
 
 
 def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_size, policy=True):
     """Policy and reference logprobs of the sampled tokens, in chunks to bound memory."""
-    parts: dict[str, list] = {"lp": [], "ref": [], "v": [], "ent": []}
+    parts: dict[str, list] = {"lp": [], "ref": [], "v": [], "ent": [], "final": []}
     for start in range(0, ids.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
         tokens = ids[rows, prompt_len:]
         with autocast(models.device, models.dtype):
             ref_logits = _reference_logits(models, ids[rows], attention[rows], prompt_len)
-            out = (
-                _policy_outputs(models, ids[rows], attention[rows], prompt_len) if policy else None
+            out, final = (
+                _policy_outputs(models, ids[rows], attention[rows], prompt_len)
+                if policy
+                else (None, None)
             )
         parts["ref"].append(logprobs_from_logits(ref_logits.float() / temperature, tokens))
         if out is not None:
@@ -257,9 +269,11 @@ def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_
             parts["ent"].append(entropy_from_logits(logits))
             if out.values is not None:
                 parts["v"].append(out.values.float())
+                parts["final"].append(final.float())
             del logits
         del out, ref_logits
     values = torch.cat(parts["v"]) if parts["v"] else None
     logprobs = torch.cat(parts["lp"]) if parts["lp"] else None
     entropy = torch.cat(parts["ent"]) if parts["ent"] else None
-    return logprobs, torch.cat(parts["ref"]), values, entropy
+    final = torch.cat(parts["final"]) if parts["final"] else None
+    return logprobs, torch.cat(parts["ref"]), values, entropy, final

@@ -35,7 +35,12 @@ def response_outputs(
     prompt_len: int,
     v_head: nn.Module | None = None,
     want_hidden: bool = False,
+    final_hidden: bool = False,
 ) -> ResponseOutput:
+    """Logits [B, R, V] at the positions predicting the response, with values (`v_head`)
+    and hidden states when asked; with `final_hidden` those hold one more position, the
+    last token's own, whose state has read the whole sequence: [B, R + 1(, H)]."""
+    want_hidden = want_hidden or final_hidden
     resp_len = input_ids.shape[1] - prompt_len
     out = lm(
         input_ids=input_ids,
@@ -48,7 +53,7 @@ def response_outputs(
     logits = out.logits[:, :-1]
     values = hidden = None
     if v_head is not None or want_hidden:
-        hidden = out.hidden_states[-1][:, prompt_len - 1 : -1]
+        hidden = out.hidden_states[-1][:, prompt_len - 1 : None if final_hidden else -1]
     if v_head is not None:
         values = v_head(hidden.to(v_head.weight.dtype)).squeeze(-1)
     return ResponseOutput(logits=logits, values=values, hidden=hidden if want_hidden else None)
@@ -69,16 +74,20 @@ def cache_fits(cache) -> bool:
     return hasattr(cache, "batch_select_indices")
 
 
-def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: bool = False):
+def response_logits_shared(
+    lm, ids, attention, prompt_len: int, want_hidden: bool = False, final_hidden: bool = False
+):
     """`models.response_outputs` (logits, and last hidden states when asked, at the
     positions predicting the response) with each distinct prompt run once: a GRPO / RLOO
     batch holds every prompt group_size times, so the prompt's cache is computed once and
-    copied to its rows. Returns (logits [B, R, V], hidden [B, R, H] or None)."""
+    copied to its rows. Returns (logits [B, R, V], hidden [B, R, H] or None; with
+    `final_hidden`, [B, R + 1, H]: the last token's own position too)."""
+    want_hidden = want_hidden or final_hidden
     prompt, prompt_mask, owner = distinct_rows(ids[:, :prompt_len], attention[:, :prompt_len])
     # Sharded (FSDP): how many forwards this takes depends on this rank's prompts, and
     # every rank must make the same calls.
     if prompt.shape[0] == ids.shape[0] or ids.shape[1] - prompt_len < 2 or sharding.active(lm):
-        out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
+        out = response_outputs(lm, ids, attention, prompt_len, None, want_hidden, final_hidden)
         return out.logits, out.hidden
     head = lm(
         input_ids=prompt,
@@ -90,19 +99,22 @@ def response_logits_shared(lm, ids, attention, prompt_len: int, want_hidden: boo
     )
     cache = cache_of(head)
     if not cache_fits(cache):
-        out = response_outputs(lm, ids, attention, prompt_len, want_hidden=want_hidden)
+        out = response_outputs(lm, ids, attention, prompt_len, None, want_hidden, final_hidden)
         return out.logits, out.hidden
     cache.batch_select_indices(owner)
-    # The last response token predicts nothing we score: feed the others only.
+    # The last response token predicts nothing we score: feed the others only (unless its
+    # own hidden state is asked for).
+    end = None if final_hidden else -1
     tail = lm(
-        input_ids=ids[:, prompt_len:-1],
-        attention_mask=attention[:, :-1],
-        position_ids=position_ids_for(attention)[:, prompt_len:-1],
+        input_ids=ids[:, prompt_len:end],
+        attention_mask=attention[:, :end],
+        position_ids=position_ids_for(attention)[:, prompt_len:end],
         **cache_kwarg(lm, cache),
         use_cache=True,
         output_hidden_states=want_hidden,
     )
-    logits = torch.cat([head.logits[owner, -1:], tail.logits], 1)
+    scored = ids.shape[1] - prompt_len - 1  # the tail's positions that predict a token
+    logits = torch.cat([head.logits[owner, -1:], tail.logits[:, :scored]], 1)
     hidden = None
     if want_hidden:
         last = head.hidden_states[-1][owner, -1:]

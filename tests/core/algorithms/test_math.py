@@ -6,6 +6,7 @@ Expected numbers are literals worked out by hand in the comments next to them.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from core.algorithms.ppo import (
     per_token_rewards,
     ppo_policy_loss,
     ppo_value_loss,
+    truncation_bootstrap,
 )
 from core.algorithms.reinforce import (
     MovingAverageBaseline,
@@ -294,6 +296,38 @@ def test_gae_padding_does_not_leak():
     close(adv[1], [0.8, 0.0, 0.0, 0.0, 0.0])
     close(ret[1], [1.0, 0.0, 0.0, 0.0, 0.0])
     assert not adv.requires_grad
+
+
+def test_gae_bootstraps_a_cut_row_from_the_value_after_its_last_token():
+    # gamma 0.5, lam 1 (gamma*lam = 0.5). Row 0 was cut by max_new_tokens after 3 tokens,
+    # row 1 ended (EOS) at its 2nd token; after the last token row 0 is worth 2, row 1 would
+    # be worth 7 but its episode is over, so its bootstrap is 0 (the caller's part).
+    rewards = t([[0.0, 0.0, 1.0], [0.0, 1.0, NAN]])
+    values = t([[1.0, 1.0, 1.0], [1.0, 1.0, 9.0]])
+    mask = t([[1, 1, 1], [1, 1, 0]])
+    adv, ret = gae_advantages(rewards, values, mask, 0.5, 1.0, bootstrap=t([2.0, 0.0]))
+    # row 0, t=2: delta = 1 + 0.5*2 - 1 = 1         A2 = 1
+    #        t=1: delta = 0 + 0.5*1 - 1 = -0.5      A1 = -0.5 + 0.5*1 = 0
+    #        t=0: delta = 0 + 0.5*1 - 1 = -0.5      A0 = -0.5 + 0.5*0 = -0.5
+    # returns = A + V = [0.5, 1, 2] (= the discounted 1 + 0.5*2 at t=2)
+    close(adv[0], [-0.5, 0.0, 1.0])
+    close(ret[0], [0.5, 1.0, 2.0])
+    # row 1, t=1: delta = 1 + 0 - 1 = 0             A1 = 0
+    #        t=0: delta = 0 + 0.5*1 - 1 = -0.5      A0 = -0.5
+    close(adv[1], [-0.5, 0.0, 0.0])
+    close(ret[1], [0.5, 1.0, 0.0])
+    # Without a bootstrap (the old terminal-at-the-cut numbers), row 0:
+    # t=2: delta = 1 - 1 = 0, A2 = 0 ; t=1: -0.5, A1 = -0.5 ; t=0: -0.5 - 0.25 = -0.75
+    old, _ = gae_advantages(rewards, values, mask, 0.5, 1.0)
+    close(old[0], [-0.75, -0.5, 0.0])
+    close(old[1], adv[1])
+    close(gae_advantages(rewards, values, mask, 0.5, 1.0, bootstrap=t([0.0, 0.0]))[0], old)
+
+
+def test_truncation_bootstrap_is_zero_for_rows_that_ended():
+    rollout = SimpleNamespace(ended=torch.tensor([False, True]), final_values=t([2.0, 7.0]))
+    close(truncation_bootstrap(rollout), [2.0, 0.0])
+    assert truncation_bootstrap(SimpleNamespace(ended=rollout.ended, final_values=None)) is None
 
 
 def _policy_case():

@@ -53,6 +53,10 @@ def test_old_names_load_with_a_warning_and_their_old_meaning(tmp_path, old, new)
         ('name = "grpo"\ngroup_size = 2\nkl_estimator = "k1"', "gradient of k1 is zero"),
         ('name = "rloo"\ngroup_size = 2\nscale_rewards = "batch"', "applies to grpo only"),
         ('name = "ilql"\nentropy_coef = 0.01', "entropy_coef = 0.01 does not apply to ilql"),
+        (
+            'name = "grpo"\ngroup_size = 2\nbootstrap_truncated = true',
+            "bootstrap_truncated = True does not apply to grpo",
+        ),
     ],
 )
 def test_a_setting_that_would_do_nothing_is_refused(tmp_path, settings, message):

@@ -162,3 +162,30 @@ def test_ppo_stops_its_epochs_once_past_target_kl():
         settings = {**base, "algorithm.target_kl": target}
         (m,) = [e for e in train(tiny_config(settings)) if isinstance(e, Metrics)]
         assert m.values["policy/epochs"] == epochs
+
+
+def test_ppo_bootstraps_cut_completions_from_the_value_after_their_last_token():
+    """Two steps on and off: the first is the same (the value head starts at zero, so every
+    bootstrap is 0); in the second a completion cut by max_new_tokens gets other advantages."""
+    from core.events import Metrics, Samples
+    from core.training.loop import train
+
+    base = {"training.steps": 2, "training.checkpoint_every": 0, "logging.samples_per_step": 8}
+    runs = {}
+    for on in (True, False):
+        events = list(train(tiny_config({**base, "algorithm.bootstrap_truncated": on})))
+        metrics = [e for e in events if isinstance(e, Metrics)]
+        samples = [e.rows for e in events if isinstance(e, Samples)]
+        assert len(metrics) == len(samples) == 2
+        runs[on] = metrics, samples
+    (m_on, s_on), (m_off, s_off) = runs[True], runs[False]
+    assert "value/bootstrap_mean" not in m_off[1].values
+    assert m_on[0].values["value/bootstrap_mean"] == 0.0
+    assert m_on[1].values["value/bootstrap_mean"] != 0.0
+    assert [r.advantages for r in s_on[0]] == [r.advantages for r in s_off[0]]
+    # The same completions (the first step moved the weights alike), other advantages.
+    assert [r.completion for r in s_on[1]] == [r.completion for r in s_off[1]]
+    cut = [i for i, r in enumerate(s_on[1]) if len(r.tokens) == 8]  # max_new_tokens
+    assert cut
+    for i in cut:
+        assert s_on[1][i].advantages != pytest.approx(s_off[1][i].advantages, abs=1e-7)

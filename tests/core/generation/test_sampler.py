@@ -157,6 +157,38 @@ def test_shared_prompt_scoring_equals_one_full_forward(tiny):
     keep = mask.bool()  # positions after a row's end are never scored
     torch.testing.assert_close(logits[keep], full.logits[keep], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(hidden[keep], full.hidden[keep], atol=1e-4, rtol=1e-4)
+    # With the last token's own position too (the state after it): one more column.
+    with torch.no_grad():
+        full = response_outputs(lm, ids, attention, p, final_hidden=True)
+        logits, more = response_logits_shared(lm, ids, attention, p, final_hidden=True)
+    assert more.shape[1] == hidden.shape[1] + 1 == full.hidden.shape[1]
+    torch.testing.assert_close(logits[keep], full.logits[keep], atol=1e-4, rtol=1e-4)
+    keep = torch.cat([torch.ones_like(keep[:, :1]), keep], 1)
+    torch.testing.assert_close(more[keep], full.hidden[keep], atol=1e-4, rtol=1e-4)
+
+
+def test_rollout_values_after_the_last_token_read_the_whole_completion():
+    """`Rollout.final_values`: the value head at each row's last real token, whose state
+    has read all of it (the bootstrap of a cut completion); `values` stay one position
+    earlier. PROMPTS repeats one, so the shared-prompt scoring is the one checked."""
+    models = load_models(ModelConfig(name="tiny-random"), value_head=True, seed=0)
+    torch.nn.init.normal_(models.policy.v_head.weight, std=0.5)
+    torch.manual_seed(0)
+    r = generate_rollout(models, PROMPTS, GenerationConfig(max_new_tokens=6), 64)
+    p, v_head = r.prompt_len, models.policy.v_head
+    with torch.no_grad():
+        full = models.policy.response_outputs(r.query_response, r.attention_mask, p)
+        hidden = models.policy.lm(
+            input_ids=r.query_response,
+            attention_mask=r.attention_mask,
+            position_ids=position_ids_for(r.attention_mask),
+            output_hidden_states=True,
+        ).hidden_states[-1]
+    last = p + r.lengths.long() - 1
+    want = v_head(hidden[torch.arange(len(PROMPTS)), last]).squeeze(-1)
+    torch.testing.assert_close(r.final_values, want, atol=1e-4, rtol=1e-4)
+    keep = r.mask.bool()
+    torch.testing.assert_close(r.values[keep], full.values[keep], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
