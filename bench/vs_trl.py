@@ -9,6 +9,7 @@ _bf16 suffix with --dtype bfloat16) and prints a table.
 
     python bench/vs_trl.py [--steps 6] [--rounds 1] [--prompts 2] [--generations 4] [--tokens 32]
     python bench/vs_trl.py --dtype bfloat16       # both sides in bf16 autocast (TRL's default)
+    python bench/vs_trl.py --sampling-dtype bfloat16  # ours samples from a bf16 copy
     python bench/vs_trl.py --scaling [--steps 3] [--points 4]  # GRPO s/step, batch / length x2
     python bench/vs_trl.py --ppo [--steps 6]                   # our PPO's step, split
     python bench/vs_trl.py --reward --steps 30 --seeds 2 --lr 5e-5  # final models' reward
@@ -82,6 +83,8 @@ def our_config(s: dict):
             "model.dtype": s.get("dtype", "float32"),
             "logging.samples_per_step": 0,  # TRL logs no completions either
             "generation.sampler": s.get("sampler", "loop"),
+            # ours only (--sampling-dtype): TRL samples from the policy itself
+            "generation.sampling_dtype": s.get("sampling_dtype", "float32"),
         },
     )
 
@@ -760,6 +763,13 @@ def main() -> int:
         "TRL's bf16=True",
     )
     parser.add_argument(
+        "--sampling-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="our side only: sample rollouts from a bfloat16 copy of the policy "
+        "(generation.sampling_dtype; the update stays in --dtype)",
+    )
+    parser.add_argument(
         "--algorithms", default="grpo,rloo", help="which pairs, comma-separated (grpo,rloo)"
     )
     parser.add_argument("--ppo", action="store_true", help="our PPO's step split (sentiment_ppo)")
@@ -809,6 +819,8 @@ def main() -> int:
         "load": args.load,
         "avx2": args.avx2,
     }
+    if args.sampling_dtype != "float32":  # recorded only when set: older results still --add
+        base["sampling_dtype"] = args.sampling_dtype
 
     def write(name: str, result: dict) -> None:
         report = {
@@ -822,6 +834,8 @@ def main() -> int:
         (RESULTS / name).write_text(json.dumps(report, indent=2))
 
     suffix = "" if args.dtype == "float32" else "_bf16"
+    if args.sampling_dtype != "float32":
+        suffix += "_sampling_bf16"
     suffix += ("_avx2" if args.avx2 else "") + (f"_load{args.load}" if args.load else "")
     algorithms = [a for a in args.algorithms.split(",") if a]
     if not algorithms or set(algorithms) - {"grpo", "rloo"}:

@@ -103,6 +103,15 @@ class GenerationConfig:
         "batch); generate: transformers' generate() (always, with FSDP)",
         choices=("loop", "generate"),
     )
+    sampling_dtype: str = setting(
+        "float32",
+        "Precision the rollouts are sampled in: float32 samples from the policy itself; "
+        "bfloat16 from a bfloat16 copy of it, refreshed after every update (half the bytes "
+        "read per token; the update keeps model.dtype, and algorithm.is_clip_max corrects "
+        "the mismatch). Falls back to float32, with a line in the log, where the device "
+        "has no fast bfloat16",
+        choices=("float32", "bfloat16"),
+    )
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,14 @@ class AlgorithmConfig:
         min=0.0,
         max=1.0,
         min_exclusive=True,
+    )
+    is_clip_max: float = setting(
+        2.0,
+        "With generation.sampling_dtype = bfloat16: the cap C of the truncated importance "
+        "weight min(exp(logp_policy - logp_sampler), C) on every token's policy-gradient "
+        "loss (TRL's vllm_importance_sampling_cap, token_truncate); without it the weight is 1",
+        min=1.0,
+        max=1e6,
     )
 
 
@@ -578,6 +595,7 @@ _ALGORITHM_ONLY = (
     ("bootstrap_truncated", False, ("ppo", "a2c")),
     ("ratio_threshold", 10.0, ("ppo",)),
     ("top_entropy_quantile", 1.0, ("grpo",)),
+    ("is_clip_max", 2.0, ("ppo", "a2c", "reinforce", "rloo", "grpo")),
 )
 
 
@@ -628,6 +646,12 @@ def validate(cfg: RunConfig) -> RunConfig:
             "same prompt, so it needs at least 2"
         )
     _check_algorithm_settings(a)
+    if a.name == "ilql" and checked.generation.sampling_dtype != "float32":
+        raise ConfigError(
+            f"generation.sampling_dtype = {checked.generation.sampling_dtype!r} does not apply "
+            "to ilql: it samples from its Q-adjusted heads and has no policy-gradient loss for "
+            'the importance weight to correct; use "float32"'
+        )
     if a.name == "ilql" and checked.ilql.mode == "offline" and not checked.ilql.dataset:
         raise ConfigError("ilql.dataset: offline ILQL needs a rated .jsonl data set")
     if not checked.reward.components:

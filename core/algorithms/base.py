@@ -19,6 +19,8 @@ from core.algorithms.common import (
     clip_scores,
     kl_k1,
     masked_sum,
+    sampler_mismatch,
+    truncated_is_weights,
 )
 from core.config import AlgorithmConfig, RunConfig
 from core.lm.device import autocast
@@ -199,6 +201,17 @@ class Algorithm:
         rollout.entropy[rows] = entropy.detach()
         return logp, (entropy if self.cfg.entropy_coef else None)
 
+    def is_weights(self, rollout) -> torch.Tensor | None:
+        """The truncated importance weights [B, R] (detached) that the per-token
+        policy-gradient loss is multiplied by when a sampling copy drew the tokens
+        (`rollout.sampler_logprobs`; `algorithm.is_clip_max`); None when the policy drew
+        them itself, and the loss is as it always was."""
+        if rollout.sampler_logprobs is None:
+            return None
+        return truncated_is_weights(
+            rollout.logprobs, rollout.sampler_logprobs, rollout.mask, self.cfg.is_clip_max
+        )
+
     def minibatch_outputs(self, rollout, rows):
         """(logprobs with gradients, entropy with gradients or None) of some rows."""
         if self.cfg.entropy_coef:
@@ -245,7 +258,14 @@ class Algorithm:
         # The controller counts completions of the whole batch, every process's (as TRL and
         # OpenRLHF do): per process it would adapt W times slower under W processes.
         self.kl_ctl.update(kl_per_seq, rollout.mask.shape[0] * distributed.world_size())
-        return kl.detach(), {"objective/kl": kl_per_seq, "objective/kl_coef": coef}
+        metrics = {"objective/kl": kl_per_seq, "objective/kl_coef": coef}
+        if rollout.sampler_logprobs is not None:
+            metrics.update(
+                sampler_mismatch(
+                    rollout.logprobs, rollout.sampler_logprobs, rollout.mask, self.cfg.is_clip_max
+                )
+            )
+        return kl.detach(), metrics
 
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         raise NotImplementedError

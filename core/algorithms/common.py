@@ -101,6 +101,38 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> t
     return fn(logp, ref_logp)
 
 
+# --- Sampling from another precision (generation.sampling_dtype) ----------------------------
+
+
+@torch.no_grad()
+def truncated_is_weights(
+    logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """Returns float32 [B, R] w = min(exp(logp - sampler_logp), cap), without gradient, 1 at
+    padding: the truncated importance weight (Yao et al. 2025, TRL's
+    vllm_importance_sampling_cap) that corrects a loss for tokens drawn by a sampler
+    (`sampler_logp`: a bfloat16 copy) other than the policy that scores them (`logp`)."""
+    ratio = torch.exp(masked_fill_zero(logp, mask) - masked_fill_zero(sampler_logp, mask))
+    return ratio.clamp(max=cap)
+
+
+@torch.no_grad()
+def sampler_mismatch(
+    logp: torch.Tensor, sampler_logp: torch.Tensor, mask: torch.Tensor, cap: float
+) -> dict[str, float]:
+    """How far the sampler strays from the policy, over real tokens: ``kl_sampler_trainer``
+    the k1 estimate mean(sampler_logp - logp) of KL(sampler || policy) (the tokens are the
+    sampler's draws), ``is_weight_mean`` the mean truncated weight, ``is_clipped_frac`` the
+    share of tokens whose ratio passed the cap."""
+    m = bool_mask(mask)
+    ratio = torch.exp(masked_fill_zero(logp, m) - masked_fill_zero(sampler_logp, m))
+    return {
+        "sampling/kl_sampler_trainer": float(masked_mean(kl_k1(sampler_logp, logp), m)),
+        "sampling/is_weight_mean": float(masked_mean(ratio.clamp(max=cap), m)),
+        "sampling/is_clipped_frac": float(masked_mean((ratio > cap).float(), m)),
+    }
+
+
 # --- KL coefficient controllers --------------------------------------------------------------
 
 

@@ -124,6 +124,7 @@ def grpo_policy_loss(
     level: str = "token",
     divisor: float | None = None,
     policy_mask: torch.Tensor | None = None,
+    is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (loss 0-d, stats) for the GRPO objective, float32.
 
@@ -136,6 +137,9 @@ def grpo_policy_loss(
     exp(mean over its real tokens of the log ratio), so the clip acts per completion.
     ``policy_mask`` [B, R]: only its tokens carry the policy term (the KL term and the
     normalisation still cover every real token), as TRL's ``top_entropy_quantile`` does.
+    ``is_weight`` [B, R] (detached): the truncated importance weight of tokens drawn by a
+    sampler other than the policy (``truncated_is_weights``), on the policy term only, as
+    TRL applies its vllm_importance_sampling_correction; None leaves the loss untouched.
 
     ``normalize``: "sequence" takes the mean over each row's real tokens, then the mean over
     the B rows (a row with no real token contributes 0); "token" takes the sum over all real
@@ -170,6 +174,8 @@ def grpo_policy_loss(
     policy_term, was_clipped = _clipped_surrogate(log_ratio, adv, clip_range, high)
     if policy_mask is not None:
         policy_term = masked_fill_zero(policy_term, policy_mask)
+    if is_weight is not None:
+        policy_term = policy_term * is_weight
     # 0 at padding: both sides are 0 there
     kl = kl_estimate(logp, masked_fill_zero(ref_logprobs, m), kl_estimator)
     per_token = masked_fill_zero(policy_term + kl_coef * kl, m)
@@ -205,13 +211,21 @@ def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, share: float) -
     return m & (entropy.float() >= threshold)
 
 
-def rloo_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Returns the 0-d float32 loss -(1/B) * sum_b A_b * sum_t logp_bt over real tokens.
+def rloo_loss(
+    logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    is_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Returns the 0-d float32 loss -(1/B) * sum_b A_b * sum_t w_bt logp_bt over real tokens.
 
     Sequence-level REINFORCE with the leave-one-out advantages [B] (Ahmadian et al. 2024): each
     sequence weighs the same whatever its length; a row whose mask is empty contributes 0.
+    w = ``is_weight`` [B, R] (detached truncated importance weights), or 1 when None.
     """
     m = bool_mask(mask)
     batch = m.shape[0]
+    if is_weight is not None:
+        logprobs = masked_fill_zero(logprobs, m) * is_weight
     seq_logp = masked_sum(logprobs, m, dim=1)  # [B]
     return -(advantages.float().reshape(-1) * seq_logp).sum() / max(batch, 1)

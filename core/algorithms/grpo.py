@@ -34,6 +34,7 @@ class GRPO(Algorithm):
 
     def update(self, rollout, scores: torch.Tensor) -> UpdateResult:
         cfg, mask = self.cfg, self.loss_mask(rollout)
+        is_weights = self.is_weights(rollout)
         first = None
         if rollout.logprobs is None:  # one pass: the weights have not moved yet
             first = self.sampling_logprobs_from_update(rollout, slice(None))
@@ -51,7 +52,8 @@ class GRPO(Algorithm):
             for start in range(0, batch, size):
                 rows = slice(None) if first is not None else order[start : start + size]
                 logp, entropy = first or self.minibatch_outputs(rollout, rows)
-                loss, st = self._loss(rollout, rows, logp, entropy, advantages, mask, loss_kl)
+                w = None if is_weights is None else is_weights[rows]
+                loss, st = self._loss(rollout, rows, logp, entropy, advantages, mask, loss_kl, w)
                 stats["norm"].append(self.optimizer_step(loss))
                 stats["loss"].append(float(loss.detach()))
                 stats["clipfrac"].append(float(st["clipfrac"]))
@@ -86,7 +88,7 @@ class GRPO(Algorithm):
             scores, cfg.group_size, scale=cfg.scale_rewards, batch_std=batch_std
         )
 
-    def _loss(self, rollout, rows, logp, entropy, advantages, mask, loss_kl):
+    def _loss(self, rollout, rows, logp, entropy, advantages, mask, loss_kl, is_weight=None):
         cfg, m = self.cfg, mask[rows]
         forking = None
         if cfg.top_entropy_quantile < 1.0:  # only the forking tokens carry the policy term
@@ -107,6 +109,7 @@ class GRPO(Algorithm):
             level=cfg.importance_sampling_level,
             divisor=divisor,
             policy_mask=forking,
+            is_weight=is_weight,
         )
         if entropy is not None:
             loss = loss + self.entropy_bonus(entropy, m, m.sum())

@@ -107,12 +107,14 @@ def ppo_policy_loss(
     mask: torch.Tensor,
     clip_range: float,
     clip_high: float | None = None,
+    is_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (loss 0-d, stats) for the clipped surrogate objective, float32.
 
     ratio = exp(logprobs - old_logprobs);
     loss = masked mean of max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps_high)), with
-    eps_high = ``clip_high`` (DAPO's clip-higher), by default ``clip_range``.
+    eps_high = ``clip_high`` (DAPO's clip-higher), by default ``clip_range``; each token's
+    term times ``is_weight`` [B, R] (detached truncated importance weights) when given.
     stats (detached 0-d tensors): ``clipfrac`` share of real tokens where the clipped term was
     active; ``approx_kl`` the k3 estimate mean((ratio - 1) - log ratio) of KL(old || new);
     ``ratio_mean``.
@@ -125,7 +127,10 @@ def ppo_policy_loss(
     unclipped = -adv * ratio
     high = clip_range if clip_high is None else clip_high
     clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + high)
-    loss = masked_mean(torch.maximum(unclipped, clipped), m)
+    per_token = torch.maximum(unclipped, clipped)
+    if is_weight is not None:
+        per_token = per_token * is_weight
+    loss = masked_mean(per_token, m)
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean((clipped > unclipped).float(), m),
@@ -256,6 +261,7 @@ class PPO(Algorithm):
             )
         logits = out.logits.float() / self.temperature
         logp = logprobs_from_logits(logits, rollout.response[rows])
+        is_weights = self.is_weights(rollout)  # None: the policy sampled itself
         pl, ps = ppo_policy_loss(
             logp,
             rollout.logprobs[rows],
@@ -263,6 +269,7 @@ class PPO(Algorithm):
             m,
             cfg.clip_range,
             cfg.epsilon_high or None,
+            None if is_weights is None else is_weights[rows],
         )
         if cfg.entropy_coef:
             pl = pl + self.entropy_bonus(entropy_from_logits(logits), m, m.sum())

@@ -64,15 +64,21 @@ def sequence_advantages(
 
 
 def reinforce_loss(
-    logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
+    logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    is_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Returns the 0-d float32 loss -sum_bt(A_b * logp_bt * mask_bt) / sum_bt(mask_bt).
+    """Returns the 0-d float32 loss -sum_bt(A_b * w_bt * logp_bt * mask_bt) / sum_bt(mask_bt).
 
     Token-level normalisation: every real token in the batch weighs the same, so longer
-    responses contribute more terms; 0 when the mask is empty.
+    responses contribute more terms; 0 when the mask is empty. w = ``is_weight`` [B, R]
+    (detached truncated importance weights), or 1 when None.
     """
     m = bool_mask(mask)
     weighted = advantages.float().reshape(-1, 1) * masked_fill_zero(logprobs, m)
+    if is_weight is not None:
+        weighted = weighted * is_weight
     return -masked_sum(weighted, m) / m.sum().float().clamp_min(1.0)
 
 
@@ -97,10 +103,12 @@ class Reinforce(Algorithm):
         self.baseline.update(batch_mean)
         loss_mask = self.loss_mask(rollout)
         total_tokens = loss_mask.sum().clamp(min=1)
+        is_weights = self.is_weights(rollout)
 
         def minibatch_loss(logp, entropy, rows):  # token-normalised over the whole batch
             m = loss_mask[rows]
-            loss = reinforce_loss(logp, advantages[rows], m) * (m.sum() / total_tokens)
+            w = None if is_weights is None else is_weights[rows]
+            loss = reinforce_loss(logp, advantages[rows], m, w) * (m.sum() / total_tokens)
             if entropy is not None:
                 loss = loss + self.entropy_bonus(entropy, m, total_tokens)
             return loss

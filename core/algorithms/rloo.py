@@ -34,9 +34,11 @@ class RLOO(Algorithm):
         advantages = rloo_advantages(scores, cfg.group_size)
         batch = mask.shape[0]
         tokens = mask.sum().clamp(min=1)  # the whole batch's: minibatches must not reweigh
+        is_weights = self.is_weights(rollout)
 
         def minibatch_loss(logp, entropy, rows):
-            loss = rloo_loss(logp, advantages[rows], mask[rows]) * (logp.shape[0] / batch)
+            w = None if is_weights is None else is_weights[rows]
+            loss = rloo_loss(logp, advantages[rows], mask[rows], w) * (logp.shape[0] / batch)
             if where == "loss":
                 kl = kl_estimate(logp, rollout.ref_logprobs[rows], estimator)
                 loss = loss + coef * masked_sum(kl, mask[rows]) / tokens

@@ -4,6 +4,7 @@ policy and the reference for logprobs, values and entropy."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,7 @@ from core.lm.forward import (
 )
 from core.lm.packed_linear import packed_linears
 from core.lm.policy import LoadedModels
+from core.lm.sampling_copy import SamplingCopy
 from core.parallel import sharding
 
 # (models, prompt ids, attention mask, gen, end ids, control) -> prompt + sampled ids
@@ -44,6 +46,9 @@ class Rollout:
     # [B] the value head's V of the state after each row's last real token (None without a
     # value head): what a cut completion's return bootstraps from (PPO's GAE)
     final_values: torch.Tensor | None = None
+    # [B, R] the sampler's own logprobs when it was not the policy (a bfloat16 copy:
+    # generation.sampling_dtype); `logprobs` are then the policy's, for the importance weight
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def response(self) -> torch.Tensor:
@@ -123,6 +128,7 @@ def generate_rollout(
     chunk_size: int | None = None,
     decode: Decode | None = None,
     score_policy: bool = True,
+    sampling: SamplingCopy | None = None,
 ) -> Rollout:
     """Sample one completion per prompt and score it under the policy and the reference.
 
@@ -132,7 +138,9 @@ def generate_rollout(
     cannot handle), or "generate", transformers' generate(). `score_policy=False` skips
     the policy's no-grad forward (logprobs and entropy stay None) for an algorithm that
     makes exactly one gradient pass: its own forward, before the weights move, gives the
-    same numbers."""
+    same numbers. `sampling`: a low-precision copy of the policy to sample from (and
+    whose logprobs of the samples become `sampler_logprobs`); the policy then always scores
+    the tokens, one-pass algorithms too, as the update needs its own "old" logprobs."""
     tokenizer, lm = models.tokenizer, models.policy.lm
     enc = tokenizer(
         prompts,
@@ -146,8 +154,9 @@ def generate_rollout(
     was_training = lm.training
     lm.eval()  # no dropout while sampling or scoring
     try:
-        with packed_linears(lm, len(prompts), models.dtype):
-            out = _sample(models, enc, gen, end_ids, control, decode)
+        drawer = (lm, models.dtype) if sampling is None else (sampling.lm, sampling.dtype)
+        with packed_linears(drawer[0], len(prompts), drawer[1]):
+            out = _sample(models, drawer[0], enc, gen, end_ids, control, decode)
         if control is not None and control.stopped:
             raise Stopped
         prompt_len = enc["input_ids"].shape[1]
@@ -163,7 +172,10 @@ def generate_rollout(
             prompt_len,
             gen.temperature,
             chunk_size or len(prompts),
-            score_policy or models.policy.v_head is not None,
+            score_policy or models.policy.v_head is not None or sampling is not None,
+        )
+        sampler_logprobs = _sampler_logprobs(
+            sampling, out, attention, prompt_len, gen.temperature, chunk_size or len(prompts)
         )
     finally:
         lm.train(was_training)
@@ -181,17 +193,19 @@ def generate_rollout(
         entropy,
         ended,
         completions,
-        final_values,
+        final_values=final_values,
+        sampler_logprobs=sampler_logprobs,
     )
 
 
-def _sample(models: LoadedModels, enc, gen, end_ids, control, decode):
-    """Prompt + sampled ids: the algorithm's decoder, our loop, or generate() (see
-    generate_rollout)."""
-    tokenizer, device, lm = models.tokenizer, models.device, models.policy.lm
+def _sample(models: LoadedModels, lm, enc, gen, end_ids, control, decode):
+    """Prompt + sampled ids from `lm` (the policy's, or its sampling copy): the algorithm's
+    decoder, our loop, or generate() (see generate_rollout)."""
+    tokenizer, device = models.tokenizer, models.device
     if decode is not None:
         return decode(models, enc["input_ids"], enc["attention_mask"], gen, end_ids, control)
-    with autocast(device, models.dtype):
+    # A sampling copy computes in its own precision: autocast is the policy's.
+    with autocast(device, models.dtype) if lm is models.policy.lm else nullcontext():
         # A sharded model's forward is a collective: every rank must take as many
         # as the others, which generate() sees to (synced_gpus) and our loop does not.
         if gen.sampler == "loop" and not sharding.active(lm):
@@ -247,6 +261,21 @@ def _policy_outputs(models: LoadedModels, ids, attention, prompt_len):
     # V after the last real token is the next column: that token's own position.
     lengths = attention[:, prompt_len:].sum(1, keepdim=True)
     return ResponseOutput(logits=logits, values=values[:, :-1]), values.gather(1, lengths)[:, 0]
+
+
+def _sampler_logprobs(sampling, ids, attention, prompt_len, temperature, chunk_size):
+    """The sampling copy's logprobs of its samples (one no-grad forward, in its precision,
+    on the weights it sampled with); None without a copy."""
+    if sampling is None:
+        return None
+    parts = []
+    with packed_linears(sampling.lm, chunk_size, sampling.dtype):
+        for start in range(0, ids.shape[0], chunk_size):
+            rows = slice(start, start + chunk_size)
+            logits = response_logits_shared(sampling.lm, ids[rows], attention[rows], prompt_len)[0]
+            tokens = ids[rows, prompt_len:]
+            parts.append(logprobs_from_logits(logits.float() / temperature, tokens))
+    return torch.cat(parts)
 
 
 def _score(models: LoadedModels, ids, attention, prompt_len, temperature, chunk_size, policy=True):

@@ -48,11 +48,17 @@ def _packs_bf16() -> bool:
     return True
 
 
+def cpu_packs_bf16() -> bool:
+    """Whether this CPU's oneDNN packs and multiplies bfloat16 weights (False where
+    `NO_BF16_PACKING` is set)."""
+    return not os.environ.get(NO_BF16_PACKING) and _packs_bf16()
+
+
 def bf16_unpacked_reason(device: torch.device, dtype: torch.dtype) -> str | None:
     """Why a bfloat16 run samples on plain (unpacked) weights here, or None."""
     if dtype != torch.bfloat16 or not available(device):
         return None
-    if os.environ.get(NO_BF16_PACKING) or not _packs_bf16():
+    if not cpu_packs_bf16():
         return (
             "this CPU lacks the instructions oneDNN needs for packed bfloat16 weights "
             "(AVX-512 BW/VL/DQ or AVX-NE-CONVERT): sampling runs on plain bfloat16 weights, "
@@ -73,7 +79,8 @@ def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torc
 @contextmanager
 def packed_linears(lm: nn.Module, rows: int, dtype: torch.dtype):
     """Within the block, every float32 nn.Linear of `lm` runs in `dtype` (the run's compute
-    dtype: float32, or bfloat16 as autocast would) on weights packed for oneDNN (`rows`: the
+    dtype: float32, or bfloat16 as autocast would; a bfloat16 sampling copy's bfloat16
+    Linears too, with `dtype` bfloat16) on weights packed for oneDNN (`rows`: the
     batch, a hint for the layout). No grads flow; the weights must not change inside. Does
     nothing where it does not apply (not CPU, no oneDNN, sharded, float16, bfloat16 on a
     CPU that cannot pack it: `bf16_unpacked_reason`)."""
@@ -91,7 +98,7 @@ def packed_linears(lm: nn.Module, rows: int, dtype: torch.dtype):
     patched = []
     try:
         for m in linears:
-            if m.weight.dtype != torch.float32 or "forward" in m.__dict__:
+            if m.weight.dtype not in (torch.float32, dtype) or "forward" in m.__dict__:
                 continue
             key = id(m.weight)
             if key not in packed:

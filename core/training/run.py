@@ -36,6 +36,7 @@ from core.events import (
 from core.lm.device import cpu_bf16_hint
 from core.lm.packed_linear import bf16_unpacked_reason
 from core.lm.policy import LoadedModels, load_models, starting_models
+from core.lm.sampling_copy import SAMPLING_DTYPES, SamplingCopy, sampling_copy_unavailable
 from core.parallel import distributed, sharding
 from core.training.checkpoint import (
     is_legacy,
@@ -205,6 +206,7 @@ class TrainingRun:
         )
         self.algo = make_algorithm(cfg, models, self.optimizer, self.scheduler)
         self.decode = self.algo_cls.decoder(cfg)
+        self.sampling, self.sampling_note = self._sampling_copy()
         self.eval_decode = self.algo_cls.decoder(cfg, explore=False)
         self.templated = [
             format_prompt(models.tokenizer, p, cfg.data.chat_template)
@@ -215,6 +217,16 @@ class TrainingRun:
         t = cfg.training
         n = len(self.offline) if self.offline else len(self.train_idx)
         self.sampler = PromptSampler(n, t.batch_size, t.seed, cfg.data.shuffle)
+
+    def _sampling_copy(self) -> tuple[SamplingCopy | None, str | None]:
+        """The low-precision copy rollouts are sampled from (generation.sampling_dtype), or
+        None: the policy samples itself; with a line for the log where the device cannot."""
+        dtype = SAMPLING_DTYPES[self.cfg.generation.sampling_dtype]
+        if dtype == torch.float32:
+            return None, None
+        if why := sampling_copy_unavailable(self.models.device, dtype):
+            return None, why
+        return SamplingCopy(self.models.policy.lm, dtype), None
 
     def _restore(self, state: dict) -> float:
         """The checkpoint's optimiser, scheduler, algorithm, RNG and step; returns the
@@ -261,6 +273,7 @@ class TrainingRun:
             cpu_bf16_hint(models.device, models.dtype),
             bf16_unpacked_reason(models.device, models.dtype),
             truncated_sampling_note(self.cfg.generation),
+            self.sampling_note,
         ):
             if hint and self.rank == 0:
                 yield Log("info", hint)
@@ -466,6 +479,11 @@ def _check_fsdp(cfg: RunConfig, algo_cls: type[Algorithm], world: int) -> None:
     every rank must take an equal share of the prompts and run the same loop."""
     if algo_cls.fsdp_unsupported:
         raise ConfigError(algo_cls.fsdp_unsupported)
+    if cfg.generation.sampling_dtype != "float32":
+        raise ConfigError(
+            f"generation.sampling_dtype = {cfg.generation.sampling_dtype!r} is not available "
+            'with FSDP (a copy of a sharded model): use "float32", or run data parallel'
+        )
     if cfg.model.compile:
         raise ConfigError(
             "model.compile is not available with FSDP: turn it off, or run data parallel "

@@ -43,6 +43,7 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
         chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
         decode=run.decode,
         score_policy=not algo.one_pass,
+        sampling=run.sampling,
     )
     t1, rollout_held = time.perf_counter(), run.held_s()
     reward_columns = rollout.reward_columns(columns)
@@ -64,6 +65,8 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
         "time/reward_s": reward_s,
         "time/update_s": t3 - t2,
     }
+    if run.sampling is not None:  # the bfloat16 copy follows the weights the update moved
+        times["time/sync_s"] = run.sampling.refresh()
     values = _online_metrics(run, rollout, result, totals, update, times)
     # the step's own duration, pauses left out: the studio's ETA comes from these
     values["time/step_s"] = time.perf_counter() - started - (run.held_s() - held)
