@@ -112,6 +112,14 @@ class GenerationConfig:
         "has no fast bfloat16",
         choices=("float32", "bfloat16"),
     )
+    sampling_threads: int = setting(
+        0,
+        "CPU threads for sampling; 0 = auto: torch's count, fewer while other processes "
+        "keep cores busy (measured before each rollout, said in the log); set a count for "
+        "runs that must repeat bit for bit under changing load",
+        min=0,
+        max=1024,
+    )
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,28 @@ def bf16_unpacked_reason(device: torch.device, dtype: torch.dtype) -> str | None
     return None
 
 
+def packing_pays(capability: str, onednn_isa: str | None) -> bool:
+    """Whether packed float32 weights beat torch's dense linear on this CPU: measured on
+    AVX-512 (2x), not on AVX2 kernels, where the packed path was 1.1-1.2x slower
+    (`python bench/rollout_micro.py --configs default avx2`, README)."""
+    isa = (onednn_isa or "ALL").upper()
+    capped = isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512", "AVX10", "AMX"))
+    return capability.upper().startswith("AVX512") and not capped
+
+
+def float32_unpacked_reason(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why a float32 run samples on plain weights on this CPU (its kernels), or None."""
+    if dtype != torch.float32 or not available(device):
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    if packing_pays(capability, os.environ.get("ONEDNN_MAX_CPU_ISA")):
+        return None
+    return (
+        f"this CPU runs torch's {capability} kernels: sampling uses the plain float32 "
+        "weights, as oneDNN's packed ones are faster only on AVX-512"
+    )
+
+
 def _packed_forward(weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
     linear = torch.ops.mkldnn._linear_pointwise
 
@@ -90,6 +112,7 @@ def packed_linears(lm: nn.Module, rows: int, dtype: torch.dtype):
         dtype in (torch.float32, torch.bfloat16)
         and available(device)
         and bf16_unpacked_reason(device, dtype) is None
+        and float32_unpacked_reason(device, dtype) is None
     )
     if not usable or sharding.active(lm) or not linears:
         yield

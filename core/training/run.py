@@ -33,8 +33,9 @@ from core.events import (
     RunState,
     Status,
 )
+from core.lm.cpu_threads import sampling_threads
 from core.lm.device import cpu_bf16_hint
-from core.lm.packed_linear import bf16_unpacked_reason
+from core.lm.packed_linear import bf16_unpacked_reason, float32_unpacked_reason
 from core.lm.policy import LoadedModels, load_models, starting_models
 from core.lm.sampling_copy import SAMPLING_DTYPES, SamplingCopy, sampling_copy_unavailable
 from core.parallel import distributed, sharding
@@ -207,6 +208,7 @@ class TrainingRun:
         self.algo = make_algorithm(cfg, models, self.optimizer, self.scheduler)
         self.decode = self.algo_cls.decoder(cfg)
         self.sampling, self.sampling_note = self._sampling_copy()
+        self.cores = sampling_threads(models.device, cfg.generation.sampling_threads)
         self.eval_decode = self.algo_cls.decoder(cfg, explore=False)
         self.templated = [
             format_prompt(models.tokenizer, p, cfg.data.chat_template)
@@ -272,6 +274,7 @@ class TrainingRun:
         for hint in (
             cpu_bf16_hint(models.device, models.dtype),
             bf16_unpacked_reason(models.device, models.dtype),
+            float32_unpacked_reason(models.device, models.dtype),
             truncated_sampling_note(self.cfg.generation),
             self.sampling_note,
         ):

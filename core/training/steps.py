@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.algorithms.common import RunningMoments, masked_mean
-from core.events import Event, Metrics, Sample, Samples
+from core.events import Event, Log, Metrics, Sample, Samples
 from core.generation.rollout import Rollout, generate_rollout
+from core.lm.cpu_threads import torch_threads
 from core.lm.policy import LoadedModels
 from core.parallel import distributed
 from core.rewards.scores import component_means
@@ -33,18 +34,22 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
     idx = [i for i in picked for _ in range(cfg.algorithm.group_size)]
     prompts, columns = run.prompt_set.batch(idx)  # as the data holds them: text or chats
     shown = [run.prompt_set.prompts[i] for i in idx]  # as text, for messages and the store
+    threads, note = run.cores.threads()  # fewer while other processes hold cores
+    if note:
+        yield Log("info", note)
     t0 = time.perf_counter()
-    rollout = generate_rollout(
-        models,
-        [run.templated[i] for i in idx],
-        cfg.generation,
-        cfg.data.max_prompt_tokens,
-        run.step_control,
-        chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
-        decode=run.decode,
-        score_policy=not algo.one_pass,
-        sampling=run.sampling,
-    )
+    with torch_threads(threads):
+        rollout = generate_rollout(
+            models,
+            [run.templated[i] for i in idx],
+            cfg.generation,
+            cfg.data.max_prompt_tokens,
+            run.step_control,
+            chunk_size=math.ceil(len(idx) / cfg.algorithm.minibatches),
+            decode=run.decode,
+            score_policy=not algo.one_pass,
+            sampling=run.sampling,
+        )
     t1, rollout_held = time.perf_counter(), run.held_s()
     reward_columns = rollout.reward_columns(columns)
     result, reward_s = yield from run.reward.scored(
@@ -68,6 +73,7 @@ def online_step(run: TrainingRun, step: int) -> Iterator[Event]:
     if run.sampling is not None:  # the bfloat16 copy follows the weights the update moved
         times["time/sync_s"] = run.sampling.refresh()
     values = _online_metrics(run, rollout, result, totals, update, times)
+    values["perf/sampling_threads"] = float(threads)
     # the step's own duration, pauses left out: the studio's ETA comes from these
     values["time/step_s"] = time.perf_counter() - started - (run.held_s() - held)
     yield Metrics(step, run.elapsed(), values)
