@@ -8,8 +8,11 @@ batch of the bundled default model: a change to the sampling loop judged in a mi
 Each (config, load) is a fresh process (the OpenMP and oneDNN settings are read once, at
 import) beside `load` busy processes (bench/cpu_load.py). In it the three samplers take
 turns, `--reps` times each after a warm-up, on the same prompts:
-- ours: our loop (core.generation.sampler) over oneDNN-packed weights, as a run samples;
-- ours_plain: our loop over the plain weights (torch's dense linear);
+- ours: our loop (core.generation.sampler) as a run samples: on the threads the cores
+  left free allow (core.lm.cpu_threads), over oneDNN-packed weights where they pay;
+- ours_packed: our loop over packed weights on torch's thread count, on any CPU (the
+  engine before it chose per machine);
+- ours_plain: our loop over the plain weights (torch's dense linear), torch's threads;
 - generate: transformers' generate(), each prompt repeated group-size times, as TRL does.
 Reports the median seconds per batch and new tokens per second; writes
 bench/results/rollout_micro.json.
@@ -45,7 +48,7 @@ CONFIGS: dict[str, dict] = {
     "avx2": {"env": AVX2_ENV},
     "avx2_passive": {"env": {**AVX2_ENV, "OMP_WAIT_POLICY": "PASSIVE"}},
 }
-SAMPLERS = ("ours", "ours_plain", "generate")
+SAMPLERS = ("ours", "ours_packed", "ours_plain", "generate")
 
 
 def _batch(s: dict):
@@ -74,16 +77,26 @@ def _samplers(lm, tokenizer, enc, gen):
 
     from core.generation.rollout import _end_ids
     from core.generation.sampler import sample
-    from core.lm.packed_linear import packed_linears
+    from core.lm import packed_linear
+    from core.lm.cpu_threads import CoreWatch, torch_threads
 
     ends = _end_ids(tokenizer, lm)
     rows = enc["input_ids"].shape[0]
+    watch = CoreWatch()  # as a run measures the cores before each rollout
+    always = packed_linear.float32_unpacked_reason
 
-    def ours(packed: bool):
-        pack = packed_linears(lm, rows, torch.float32) if packed else contextlib.nullcontext()
-        with pack:
+    def loop(packed: bool, threads: int):
+        pack = packed_linear.packed_linears(lm, rows, torch.float32)
+        with pack if packed else contextlib.nullcontext(), torch_threads(threads):
             ids = enc["input_ids"]
             return sample(lm, ids, enc["attention_mask"], gen, ends, tokenizer.pad_token_id)
+
+    def forced_packing():  # the packed path on any CPU, as before the per-machine choice
+        packed_linear.float32_unpacked_reason = lambda *_: None
+        try:
+            return loop(True, torch.get_num_threads())
+        finally:
+            packed_linear.float32_unpacked_reason = always
 
     def generate():
         return lm.generate(
@@ -96,7 +109,12 @@ def _samplers(lm, tokenizer, enc, gen):
             pad_token_id=tokenizer.pad_token_id,
         )
 
-    return {"ours": lambda: ours(True), "ours_plain": lambda: ours(False), "generate": generate}
+    return {
+        "ours": lambda: loop(True, watch.threads()[0]),  # packs only where it pays
+        "ours_packed": forced_packing,
+        "ours_plain": lambda: loop(False, torch.get_num_threads()),
+        "generate": generate,
+    }
 
 
 def child(s: dict) -> dict:
@@ -208,12 +226,12 @@ def profile(args, base: dict) -> int:
 
 
 def _print(rows: list[dict]) -> None:
-    print("| config | load | threads | ours s | ours_plain s | generate s | ours/generate |")
+    print("| config | load | ours s | ours_packed s | ours_plain s | generate s | ours/generate |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         s = {k: v["s_median"] for k, v in r["samplers"].items()}
         print(
-            f"| {r['config']} | {r['load']} | {r['machine']['torch_threads']} | {s['ours']:.2f} "
+            f"| {r['config']} | {r['load']} | {s['ours']:.2f} | {s['ours_packed']:.2f} "
             f"| {s['ours_plain']:.2f} | {s['generate']:.2f} | {s['generate'] / s['ours']:.2f}x |"
         )
 
